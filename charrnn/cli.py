@@ -1,0 +1,131 @@
+"""`charrnn` command line: glue over the Python API, nothing more.
+
+Every flag is a knob of a config dataclass (see config.py), so its help text and
+default live next to the code that uses it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+
+from charrnn import config as cfg
+from charrnn.errors import CharRNNError
+
+DESCRIPTION = "Character-level RNN, LSTM and GRU language models: train on any text, then write like it."
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from charrnn.sampling import SampleConfig
+    from charrnn.train import TrainConfig
+
+    parser = argparse.ArgumentParser(prog="charrnn", description=DESCRIPTION)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("train", help="train a model on a text", description="Train a model; the run folder --out gets checkpoints and metrics.")
+    p.add_argument("--preset", choices=cfg.preset_names(), default=argparse.SUPPRESS,
+                   help="start from a preset's settings (charrnn/presets/NAME.json); flags given override it")  # fmt: skip
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    cfg.add_flags(p, TrainConfig)
+
+    p = sub.add_parser("sample", help="generate text from a trained model", description="Generate text from a run folder or checkpoint.")
+    p.add_argument("run", help="a run folder (its best checkpoint) or a checkpoint folder")
+    p.add_argument("--checkpoint", choices=("best", "last"), default="best", help="which checkpoint of a run folder (default: best)")
+    p.add_argument("--device", default="cpu", help="where to run the model: cpu, cuda or mps (default: cpu)")
+    cfg.add_flags(p, SampleConfig)
+
+    p = sub.add_parser("eval", help="score a text: loss, bits per character, perplexity", description="Score a text with a trained model.")
+    p.add_argument("run", help="a run folder (its best checkpoint) or a checkpoint folder")
+    p.add_argument("--data", required=True, help="the text to score: a file, a folder or a glob")
+    p.add_argument("--checkpoint", choices=("best", "last"), default="best", help="which checkpoint of a run folder (default: best)")
+    p.add_argument("--batch-size", type=int, default=32, help="streams scored in parallel (default: 32)")
+    p.add_argument("--seq-len", type=int, default=256, help="characters per chunk; the state carries across chunks (default: 256)")
+    p.add_argument("--device", default="cpu", help="where to run the model: cpu, cuda or mps (default: cpu)")
+    p.add_argument("--cache-dir", default=None, help="folder for encoded corpora (default: $CHARRNN_CACHE or ~/.cache/charrnn)")
+    return parser
+
+
+def train_config_from_args(args: argparse.Namespace):
+    """defaults <- preset <- flags; on --resume, the run's saved config <- the flags allowed to change."""
+    from charrnn.train import TrainConfig, resumed_config
+
+    given = {k: v for k, v in vars(args).items() if k not in ("command", "preset", "resume")}
+    if args.resume:
+        return resumed_config(given.pop("out", TrainConfig().out), given)
+    config = TrainConfig()
+    if hasattr(args, "preset"):
+        cfg.apply(config, cfg.load_preset(args.preset))
+    cfg.apply(config, given)
+    return config
+
+
+def cmd_train(args) -> int:
+    from charrnn.train import train
+
+    config = train_config_from_args(args)
+    result = train(config, resume=args.resume)
+    if result.interrupted:
+        print(f"Stopped at step {result.step}; saved {result.out / 'last'}. "
+              f"Resume with: charrnn train --out {result.out} --resume", file=sys.stderr)  # fmt: skip
+        return 0
+    val = f", validation loss {result.val_loss:.4f} nats ({result.val_loss / math.log(2):.4f} bpc)" if result.val_loss else ""
+    print(f"Trained {result.step} steps{val}. Sample with: charrnn sample {result.out}", file=sys.stderr)
+    return 0
+
+
+def cmd_sample(args) -> int:
+    from charrnn.checkpoint import load_model
+    from charrnn.sampling import SampleConfig, sample
+
+    config = SampleConfig()
+    cfg.apply(config, vars(args))
+    model, vocab, _ = load_model(args.run, args.checkpoint, args.device)
+    stream = config.num_samples == 1
+
+    def write(text: str) -> None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+    texts = sample(model, vocab, config, on_text=write if stream else None)
+    if stream:
+        write("\n")
+    else:
+        for i, text in enumerate(texts):
+            write(f"{'' if i == 0 else chr(10)}--- sample {i + 1} ---\n{text}\n")
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from charrnn.evaluate import eval_run
+
+    r = eval_run(args.run, args.data, args.checkpoint, args.batch_size, args.seq_len, args.device, args.cache_dir)
+    print(f"loss        {r.loss:.4f} nats/char")
+    print(f"bpc         {r.bpc:.4f} bits/char")
+    print(f"perplexity  {r.perplexity:.4f}")
+    print(f"characters  {r.chars:,} scored")
+    if r.unknown:
+        shown = ", ".join(f"{ch!r} x{n}" for ch, n in sorted(r.unknown.items(), key=lambda kv: -kv[1])[:20])
+        print(f"unknown     {r.unknown_count:,} characters outside the vocabulary, not scored: {shown}")
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "sample": cmd_sample, "eval": cmd_eval}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except CharRNNError as e:
+        print(f"charrnn {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"charrnn {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # `charrnn sample ... | head`
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,268 @@
+"""Read a corpus, encode it once into a cached id array, split it, batch it for TBPTT.
+
+A corpus is a file, a folder (its text files, recursively, in sorted order) or a
+glob. Encoding streams the files in chunks twice: once to find the vocabulary and
+once to write the ids, as the smallest unsigned type that holds them, into a cache
+file that training then memory-maps. Neither the text nor a Python list of ids is
+ever held whole in memory, so a corpus of several GB trains in a few hundred MB.
+"""
+
+from __future__ import annotations
+
+import codecs
+import glob
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from charrnn.config import knob
+from charrnn.errors import CharRNNError
+from charrnn.vocab import ENCODINGS, Vocab
+
+CHUNK_BYTES = 16 << 20  # read 16 MB at a time: big enough to be fast, small enough for any machine
+BUNDLED = "tinyshakespeare.txt"
+
+
+@dataclass
+class DataConfig:
+    data: str | None = knob(None, 'the text to train on: a file, a folder (its files, recursively, sorted) or a glob; default: the bundled Tiny Shakespeare')
+    encoding: str = knob("utf-8", 'utf-8: a vocabulary of the characters seen; bytes: 256 byte values, for any file', choices=ENCODINGS)
+    val_fraction: float = knob(0.1, 'fraction of the corpus, taken from its end, held out for validation')
+    test_fraction: float = knob(0.0, 'fraction of the corpus, after the validation part, held out as a test set')
+    cache_dir: str | None = knob(None, 'folder for encoded corpora; default: $CHARRNN_CACHE or ~/.cache/charrnn')
+
+    def validate(self) -> None:
+        if self.encoding not in ENCODINGS:
+            raise CharRNNError(f"--encoding must be one of {', '.join(ENCODINGS)}, not {self.encoding!r}")
+        if not (0 <= self.val_fraction < 1 and 0 <= self.test_fraction < 1 and self.val_fraction + self.test_fraction < 1):
+            raise CharRNNError("--val-fraction and --test-fraction must be in [0, 1) and sum to less than 1")
+
+
+def bundled_corpus() -> Path:
+    return Path(str(resources.files("charrnn") / "corpora" / BUNDLED))
+
+
+def resolve_files(spec: str | None, encoding: str = "utf-8") -> list[Path]:
+    """The files a --data value names, in the order they are concatenated."""
+    if spec is None:
+        return [bundled_corpus()]
+    path = Path(spec).expanduser()
+    if path.is_file():
+        return [path]
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.is_file() and not _hidden(p.relative_to(path)))
+        if encoding != "bytes":
+            files = [p for p in files if not _looks_binary(p)]
+    elif any(ch in spec for ch in "*?["):
+        files = sorted(Path(p) for p in glob.glob(os.path.expanduser(spec), recursive=True) if Path(p).is_file())
+    else:
+        raise CharRNNError(f"no such file or folder: {spec}")
+    if not files:
+        raise CharRNNError(f"no text files found in {spec}")
+    return files
+
+
+def _hidden(rel: Path) -> bool:
+    return any(part.startswith(".") for part in rel.parts)
+
+
+def _looks_binary(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return b"\0" in f.read(8192)
+
+
+def _chunks(path: Path, encoding: str):
+    """Yield (raw bytes, decoded text or None for ASCII) chunk by chunk, checking UTF-8.
+
+    ASCII chunks skip decoding altogether: their bytes are their code points.
+    """
+    decoder = codecs.getincrementaldecoder("utf-8")("strict")
+    offset = 0
+    with open(path, "rb") as f:
+        while True:
+            raw = f.read(CHUNK_BYTES)
+            final = not raw
+            if encoding == "bytes" or (not final and raw.isascii() and not decoder.getstate()[0]):
+                if final:
+                    return
+                yield raw, None
+            else:
+                pending = len(decoder.getstate()[0])
+                try:
+                    text = decoder.decode(raw, final=final)
+                except UnicodeDecodeError as e:
+                    at = offset - pending + e.start
+                    raise CharRNNError(
+                        f"{path} is not valid UTF-8 (byte offset {at}); "
+                        "fix the file or pass --encoding bytes to read any file as bytes"
+                    ) from None
+                if final:
+                    return
+                yield raw, text
+            offset += len(raw)
+
+
+def scan_vocab(files: list[Path], encoding: str) -> Vocab:
+    """Pass 1: the vocabulary of the corpus (and a UTF-8 check of every byte)."""
+    if encoding == "bytes":
+        return Vocab.bytes_vocab()
+    ascii_counts = np.zeros(128, dtype=np.int64)
+    chars: set[str] = set()
+    for path in files:
+        for raw, text in _chunks(path, encoding):
+            if text is None:
+                ascii_counts += np.bincount(np.frombuffer(raw, dtype=np.uint8), minlength=128)
+            else:
+                chars.update(text)
+    chars.update(chr(i) for i in np.flatnonzero(ascii_counts))
+    return Vocab.from_chars(chars)
+
+
+def encode_files(files: list[Path], vocab: Vocab, out: Path, unknown: str = "error") -> tuple[int, dict[str, int]]:
+    """Pass 2: write the ids of the corpus to `out`.
+
+    Returns how many ids were written and, with unknown="skip", how often each
+    character outside the vocabulary was met (and dropped).
+    """
+    n, dropped = 0, {}
+    with open(out, "wb") as f:
+        for path in files:
+            for raw, text in _chunks(path, vocab.encoding):
+                if text is None:  # bytes mode, or an ASCII chunk: bytes are code points
+                    b = np.frombuffer(raw, dtype=np.uint8)
+                    ids = b if vocab.encoding == "bytes" else vocab.codepoints_to_ids(b)
+                else:
+                    ids = vocab.codepoints_to_ids(np.frombuffer(text.encode("utf-32-le"), dtype="<u4"))
+                if vocab.encoding != "bytes" and (ids < 0).any():
+                    chunk = text if text is not None else raw.decode("ascii")
+                    if unknown != "skip":
+                        raise CharRNNError(f"{path} holds characters outside the vocabulary: {''.join(vocab.unknown(chunk))!r}")
+                    for ch in vocab.unknown(chunk):
+                        dropped[ch] = dropped.get(ch, 0) + chunk.count(ch)
+                    ids = ids[ids >= 0]
+                f.write(ids.astype(vocab.dtype, copy=False).tobytes())
+                n += len(ids)
+    return n, dropped
+
+
+def _cache_root(cache_dir: str | None) -> Path:
+    if cache_dir:
+        return Path(cache_dir).expanduser()
+    if os.environ.get("CHARRNN_CACHE"):
+        return Path(os.environ["CHARRNN_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "charrnn"
+
+
+@dataclass
+class Corpus:
+    """The encoded corpus: ids memory-mapped from the cache, and its vocabulary."""
+
+    ids: np.ndarray  # (N,) uint8/16/32, memory-mapped
+    vocab: Vocab
+    files: list[Path]
+    dropped: dict[str, int]  # characters outside a given vocabulary, and how often they were dropped
+
+    def split(self, val_fraction: float, test_fraction: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(train, val, test) views: train first, then validation, then test, in corpus order."""
+        n = len(self.ids)
+        n_val, n_test = int(n * val_fraction), int(n * test_fraction)
+        n_train = n - n_val - n_test
+        return self.ids[:n_train], self.ids[n_train : n_train + n_val], self.ids[n_train + n_val :]
+
+
+def _cache_folder(config: DataConfig, files: list[Path], extra: list) -> Path:
+    key = hashlib.sha256(json.dumps([config.encoding, *extra]).encode())
+    for p in files:
+        st = p.stat()
+        key.update(f"{p.resolve()}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
+    return _cache_root(config.cache_dir) / key.hexdigest()[:24]
+
+
+def _read_meta(folder: Path) -> dict | None:
+    path = folder / "meta.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def load_corpus(config: DataConfig, vocab: Vocab | None = None, unknown: str = "error") -> Corpus:
+    """Encode the corpus (or reuse its cache) and memory-map its ids.
+
+    Without `vocab` the vocabulary is the corpus's own. With it (resume, eval) the
+    ids are encoded with that vocabulary; characters outside it are an error, or with
+    unknown="skip" dropped and counted.
+    """
+    config.validate()
+    files = resolve_files(config.data, config.encoding)
+    folder = _cache_folder(config, files, [])  # the corpus's own vocabulary
+    meta = _read_meta(folder)
+    if vocab is not None and (meta is None or Vocab.from_json(meta["vocab"]) != vocab):
+        folder = _cache_folder(config, files, [vocab.to_json(), unknown])
+        meta = _read_meta(folder)
+    if meta is None:
+        if vocab is None:
+            vocab = scan_vocab(files, config.encoding)
+        if vocab.size == 0:
+            raise CharRNNError(f"the corpus {config.data or BUNDLED} is empty; give a file with some text in it")
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f"ids.bin.tmp{os.getpid()}"
+        n, dropped = encode_files(files, vocab, tmp, unknown)
+        os.replace(tmp, folder / "ids.bin")
+        meta = {"vocab": vocab.to_json(), "n": n, "dtype": vocab.dtype.name, "dropped": dropped,
+                "files": [str(p) for p in files]}  # fmt: skip
+        tmp_meta = folder / f"meta.json.tmp{os.getpid()}"
+        tmp_meta.write_text(json.dumps(meta))
+        os.replace(tmp_meta, folder / "meta.json")  # written last: its presence means the cache is complete
+    if meta["n"] == 0:
+        raise CharRNNError(f"the corpus {config.data or BUNDLED} is empty; give a file with some text in it")
+    ids = np.memmap(folder / "ids.bin", dtype=np.dtype(meta["dtype"]), mode="r", shape=(meta["n"],))
+    return Corpus(ids, Vocab.from_json(meta["vocab"]), files, meta.get("dropped", {}))
+
+
+# -- Batching for truncated backprop through time ---------------------------------
+#
+# The training ids (N of them) are cut into B contiguous streams of L = (N-1) // B
+# characters each. Batch i reads positions [iT, (i+1)T) of every stream; targets are
+# the same positions shifted one character to the right:
+#
+#   ids      |------ stream 0 ------|------ stream 1 ------| ... |---- stream B-1 ----|
+#
+#              batch 0    batch 1    batch 2          batch n-1      (n = L // T)
+#   row 0    [ 0 .. T )[ T .. 2T )[ 2T .. 3T ) ...   <- stream 0
+#   row 1    [ 0 .. T )[ T .. 2T )[ 2T .. 3T ) ...   <- stream 1
+#   ...
+#   row B-1  [ 0 .. T )[ T .. 2T )[ 2T .. 3T ) ...   <- stream B-1
+#
+# Row b of batch i+1 continues row b of batch i, so the hidden state left by batch i
+# is the right initial state for batch i+1: training carries it over, detached so
+# that backprop stops at the batch boundary (truncated BPTT). At each epoch boundary
+# the streams start again from their beginnings and the state is reset to zero.
+
+
+class StreamBatches:
+    """The B x T batches of one split, as drawn above. Rows [row_start, row_end) can be
+    taken alone, so that data-parallel ranks each read their own streams."""
+
+    def __init__(self, ids: np.ndarray, batch_size: int, seq_len: int, what: str = "training"):
+        self.ids, self.B, self.T = ids, batch_size, seq_len
+        self.stream_len = (len(ids) - 1) // batch_size  # L
+        self.num_batches = self.stream_len // seq_len  # per epoch
+        if self.num_batches < 1:
+            need = batch_size * seq_len + 1
+            raise CharRNNError(
+                f"the {what} split has {len(ids):,} characters, too few for one batch of "
+                f"--batch-size {batch_size} x --seq-len {seq_len} (needs {need:,}); "
+                "use more text or lower --batch-size/--seq-len"
+            )
+        self._offsets = np.arange(seq_len + 1)
+
+    def get(self, i: int, row_start: int = 0, row_end: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Batch i (0 <= i < num_batches): inputs x and targets y, both (rows, T) int64."""
+        rows = np.arange(row_start, self.B if row_end is None else row_end)
+        index = rows[:, None] * self.stream_len + i * self.T + self._offsets  # (rows, T+1)
+        chunk = torch.from_numpy(np.asarray(self.ids[index], dtype=np.int64))
+        return chunk[:, :-1], chunk[:, 1:]

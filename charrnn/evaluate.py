@@ -1,0 +1,64 @@
+"""Evaluation: loss in nats, bits per character and perplexity on a text.
+
+Scoring reads the text as B contiguous streams, like training (see data.py), and
+carries the hidden state across chunks of T characters, so each character is
+predicted from all the text before it in its stream, not from T characters only.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from charrnn.checkpoint import load_model
+from charrnn.data import DataConfig, load_corpus
+from charrnn.errors import CharRNNError
+from charrnn.model import loss_fn
+
+
+@torch.no_grad()
+def evaluate(model, ids: np.ndarray, batch_size: int, seq_len: int, max_chars: int = 0, device="cpu") -> tuple[float, int]:
+    """Mean cross-entropy (nats) over (the first max_chars + 1 of) `ids`, and how many
+    characters were scored. Each stream's first character has no history and is not scored."""
+    if max_chars:
+        ids = ids[: max_chars + 1]
+    n = len(ids) - 1  # characters that have a predecessor
+    if n < 1:
+        raise CharRNNError("the text is too short to score: it needs at least 2 characters")
+    B = max(1, min(batch_size, n // seq_len))
+    L = n // B  # stream length; the last n - B*L (< B) characters are not scored
+    was_training = model.training
+    model.eval()
+    total, state, rows = torch.zeros((), dtype=torch.float64), None, np.arange(B)[:, None] * L
+    for start in range(0, L, seq_len):
+        t = min(seq_len, L - start)
+        chunk = torch.from_numpy(np.asarray(ids[rows + start + np.arange(t + 1)], dtype=np.int64)).to(device)
+        logits, state = model(chunk[:, :-1], state)
+        total += loss_fn(logits.float(), chunk[:, 1:], reduction="sum").double().cpu()
+    model.train(was_training)
+    return total.item() / (B * L), B * L
+
+
+@dataclass
+class EvalResult:
+    loss: float  # nats per character
+    bpc: float  # bits per character
+    perplexity: float
+    chars: int  # characters scored
+    unknown: dict[str, int]  # characters outside the vocabulary, and how often each was dropped
+
+    @property
+    def unknown_count(self) -> int:
+        return sum(self.unknown.values())
+
+
+def eval_run(run: str, data: str, which: str = "best", batch_size: int = 32, seq_len: int = 256,
+             device: str = "cpu", cache_dir: str | None = None) -> EvalResult:  # fmt: skip
+    """Score the text at `data` (file, folder or glob) with the model in `run`."""
+    model, vocab, _ = load_model(run, which, device)
+    corpus = load_corpus(DataConfig(data=data, encoding=vocab.encoding, cache_dir=cache_dir), vocab, unknown="skip")
+    loss, n = evaluate(model, corpus.ids, batch_size, seq_len, 0, device)
+    return EvalResult(loss, loss / math.log(2), math.exp(loss), n, corpus.dropped)

@@ -1,0 +1,130 @@
+"""The model: its config dataclass and CharRNN, nothing else.
+
+Shapes used throughout charrnn:
+    B  batch size (number of streams)        T  sequence length (time steps)
+    V  vocabulary size                       E  embedding size (V when one-hot)
+    H  hidden size                           L  number of layers
+
+CharRNN = input (1-of-k one-hot, or a learned embedding) -> L stacked layers of
+PyTorch's nn.RNN (tanh) / nn.LSTM / nn.GRU -> a linear head to V logits. The
+recurrent layers are PyTorch's own, so they run on cuDNN on GPUs and oneDNN on CPUs.
+
+The contract every caller relies on, whatever the cell:
+    forward(x, state=None) -> (logits, state)   x: (B, T) ids, logits: (B, T, V)
+    step(x, state)         -> (logits, state)   x: (B,) ids,   logits: (B, V)
+    state is a tuple of (L, B, H) tensors: (h,) for rnn and gru, (h, c) for lstm.
+and the loss lives in one place, `loss_fn`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from charrnn.config import knob
+from charrnn.errors import CharRNNError
+
+CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+
+State = tuple[torch.Tensor, ...]
+
+
+@dataclass
+class ModelConfig:
+    vocab_size: int = knob(65, 'V, set from the corpus', flag=False)
+    cell: str = knob("lstm", 'recurrent cell: rnn (vanilla tanh), lstm or gru', choices=tuple(CELLS))
+    layers: int = knob(2, 'L: number of stacked recurrent layers')
+    hidden_size: int = knob(256, 'H: hidden units per layer')
+    embedding_size: int = knob(64, 'E: size of the learned character embedding; 0 = 1-of-k one-hot input, as in the article')
+    dropout: float = knob(0.0, 'dropout probability between layers and before the output layer, in [0, 1)')
+    tie_weights: bool = knob(False, 'share the input embedding with the output layer (needs --embedding-size equal to --hidden-size)')
+
+    def validate(self) -> None:
+        if self.cell not in CELLS:
+            raise CharRNNError(f"unknown --cell {self.cell!r}: choose one of {', '.join(CELLS)}")
+        for name in ("layers", "hidden_size", "vocab_size"):
+            if getattr(self, name) < 1:
+                raise CharRNNError(f"--{name.replace('_', '-')} must be at least 1")
+        if self.embedding_size < 0:
+            raise CharRNNError("--embedding-size must be 0 (one-hot) or positive")
+        if not 0 <= self.dropout < 1:
+            raise CharRNNError("--dropout must be in [0, 1)")
+        if self.tie_weights and self.embedding_size != self.hidden_size:
+            raise CharRNNError("--tie-weights needs --embedding-size equal to --hidden-size")
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: dict) -> "ModelConfig":
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+class CharRNN(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        config.validate()
+        self.config = config
+        V, E, H, L = config.vocab_size, config.embedding_size, config.hidden_size, config.layers
+        # One-hot input has no parameters: it is an identity look-up, done by F.one_hot.
+        self.embedding = nn.Embedding(V, E) if E > 0 else None
+        self.rnn = CELLS[config.cell](
+            input_size=E or V,
+            hidden_size=H,
+            num_layers=L,
+            dropout=config.dropout if L > 1 else 0.0,  # nn.RNN* apply it between layers only
+            batch_first=True,
+        )
+        self.drop = nn.Dropout(config.dropout)
+        self.head = nn.Linear(H, V)
+        if config.tie_weights:
+            self.head.weight = self.embedding.weight  # (V, H) == (V, E)
+
+    def init_state(self, batch_size: int, device=None, dtype=torch.float32) -> State:
+        """The zero state, as a tuple of (L, B, H) tensors."""
+        c = self.config
+        shape = (c.layers, batch_size, c.hidden_size)
+        n = 2 if c.cell == "lstm" else 1
+        return tuple(torch.zeros(shape, device=device, dtype=dtype) for _ in range(n))
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, T) ids -> (B, T, E) inputs."""
+        if self.embedding is None:
+            return F.one_hot(x, self.config.vocab_size).to(self.head.weight.dtype)
+        return self.embedding(x)
+
+    def forward(self, x: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
+        """x: (B, T) ids; state: None (zeros) or a tuple of (L, B, H). Returns (B, T, V) logits."""
+        if state is None:
+            rnn_state = None
+        elif self.config.cell == "lstm":
+            rnn_state = (state[0], state[1])
+        else:
+            rnn_state = state[0]
+        out, rnn_state = self.rnn(self.embed(x), rnn_state)  # out: (B, T, H)
+        logits = self.head(self.drop(out))  # (B, T, V)
+        new_state = tuple(rnn_state) if self.config.cell == "lstm" else (rnn_state,)
+        return logits, new_state
+
+    def step(self, x: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
+        """One time step: x (B,) ids -> (B, V) logits and the next state."""
+        logits, state = self.forward(x[:, None], state)
+        return logits[:, 0], state
+
+
+def loss_fn(logits: torch.Tensor, targets: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """Cross-entropy in nats at every time step: logits (B, T, V), targets (B, T)."""
+    return F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1), reduction=reduction)
+
+
+def detach_state(state: State | None) -> State | None:
+    """Cut the graph at a batch boundary (truncated BPTT) but keep the values."""
+    return None if state is None else tuple(s.detach() for s in state)
+
+
+def num_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,382 @@
+"""Training: the config, the optimizer and schedule, and the loop with resume.
+
+`train(TrainConfig(...))` is the whole of `charrnn train`. The Trainer owns the
+state that must survive a crash (weights, optimizer, schedule, RNG, data position,
+hidden state) and can turn it into plain tensors and numbers and back, which is
+what checkpoints, `--resume` and the NaN roll-back all use.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import signal
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import torch
+
+from charrnn import checkpoint as ckpt
+from charrnn.data import DataConfig, StreamBatches, load_corpus
+from charrnn.config import apply, knob
+from charrnn.errors import CharRNNError
+from charrnn.evaluate import evaluate
+from charrnn.model import CharRNN, ModelConfig, detach_state, loss_fn
+from charrnn.progress import Progress
+from charrnn.vocab import Vocab
+
+OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd", "adagrad")
+SCHEDULES = ("constant", "cosine", "step", "plateau")
+MAX_NAN_RETRIES = 3
+
+
+@dataclass
+class TrainConfig:
+    out: str = knob("runs/charrnn", 'the run folder, for checkpoints (last/, best/) and metrics.jsonl')
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    batch_size: int = knob(64, 'B: number of parallel text streams per batch')
+    seq_len: int = knob(128, 'T: characters per stream per batch (steps of backprop through time)')
+    optimizer: str = knob("adam", 'optimizer', choices=OPTIMIZERS)
+    lr: float = knob(2e-3, 'peak learning rate')
+    weight_decay: float = knob(0.0, 'weight decay (L2; decoupled for adamw)')
+    momentum: float = knob(0.9, 'momentum of sgd')
+    lr_schedule: str = knob("constant", 'learning-rate schedule: constant; cosine decay over the run; step: times --lr-decay every --lr-decay-every steps; plateau: times --lr-decay when validation stalls', choices=SCHEDULES)
+    warmup_steps: int = knob(0, 'linear warm-up from 0 to --lr over this many steps')
+    lr_decay: float = knob(0.97, 'decay factor of the step and plateau schedules')
+    lr_decay_every: int = knob(0, 'steps between decays of the step schedule; 0 = one epoch, as char-rnn')
+    min_lr_fraction: float = knob(0.1, 'the cosine schedule ends at --lr times this')
+    plateau_patience: int = knob(2, 'plateau schedule: evaluations without improvement before a decay')
+    grad_clip: float = knob(5.0, 'clip gradients to this global L2 norm; 0 = off')
+    max_steps: int = knob(0, 'stop after this many optimizer steps; 0 = no limit')
+    max_epochs: float = knob(10.0, 'stop after this many passes over the training data (may be fractional); 0 = no limit')
+    max_time: float = knob(0.0, 'stop after this many seconds of training (wall clock); 0 = no limit')
+    eval_every: int = knob(200, 'validate, and save checkpoints, every this many steps')
+    eval_chars: int = knob(1_000_000, 'validate on at most this many characters of the validation split; 0 = all of it')
+    log_every: int = knob(10, 'log the training loss to metrics.jsonl every this many steps')
+    device: str = knob("auto", 'where to train: auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps')
+    threads: int = knob(0, "CPU threads for PyTorch; 0 = PyTorch's default (all cores)")
+    seed: int = knob(1337, 'random seed for the initial weights and dropout')
+    quiet: bool = knob(False, 'no progress bar')
+
+    def validate(self) -> None:
+        self.data.validate()
+        if self.optimizer not in OPTIMIZERS:
+            raise CharRNNError(f"unknown --optimizer {self.optimizer!r}: choose one of {', '.join(OPTIMIZERS)}")
+        if self.lr_schedule not in SCHEDULES:
+            raise CharRNNError(f"unknown --lr-schedule {self.lr_schedule!r}: choose one of {', '.join(SCHEDULES)}")
+        if self.device not in ("auto", "cpu", "cuda", "mps") and not self.device.startswith("cuda:"):
+            raise CharRNNError(f"unknown --device {self.device!r}: choose auto, cpu, cuda or mps")
+        for name in ("batch_size", "seq_len", "eval_every", "log_every"):
+            if getattr(self, name) < 1:
+                raise CharRNNError(f"--{name.replace('_', '-')} must be at least 1")
+        if not self.lr > 0:
+            raise CharRNNError("--lr must be positive")
+        if not (self.max_steps or self.max_epochs or self.max_time):
+            raise CharRNNError("give at least one of --max-steps, --max-epochs or --max-time")
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: dict) -> "TrainConfig":
+        names = {f.name for f in fields(cls)}
+        kw = {k: v for k, v in d.items() if k in names and k not in ("data", "model")}
+        return cls(data=DataConfig(**d.get("data", {})), model=ModelConfig.from_json(d.get("model", {})), **kw)
+
+
+@dataclass
+class TrainResult:
+    out: Path
+    step: int
+    train_loss: float
+    val_loss: float | None
+    best_val_loss: float | None
+    interrupted: bool = False
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise CharRNNError("--device cuda was asked for but PyTorch sees no CUDA GPU; use --device cpu")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise CharRNNError("--device mps was asked for but this machine has no MPS; use --device cpu")
+    return torch.device(name)
+
+
+def make_optimizer(config: TrainConfig, params) -> torch.optim.Optimizer:
+    lr, wd = config.lr, config.weight_decay
+    if config.optimizer == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=wd)
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=wd)
+    if config.optimizer == "rmsprop":  # char-rnn's optimizer, with its decay rate 0.95
+        return torch.optim.RMSprop(params, lr=lr, alpha=0.95, weight_decay=wd)
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=config.momentum, weight_decay=wd)
+    return torch.optim.Adagrad(params, lr=lr, weight_decay=wd)
+
+
+def schedule_factor(config: TrainConfig, step: int, progress: float, steps_per_epoch: int) -> float:
+    """The learning rate at `step` as a fraction of --lr (before plateau and NaN halvings).
+
+    progress in [0, 1] is how far training is towards its nearest stopping limit
+    (steps, epochs or time), so a cosine schedule decays over whatever budget is set.
+    """
+    warm = min(1.0, (step + 1) / config.warmup_steps) if config.warmup_steps else 1.0
+    if config.lr_schedule == "cosine":
+        lo = config.min_lr_fraction
+        return warm * (lo + (1 - lo) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+    if config.lr_schedule == "step":
+        period = config.lr_decay_every or steps_per_epoch
+        return warm * config.lr_decay ** (step // period)
+    return warm  # constant, and plateau (whose decays are applied on evaluation)
+
+
+class Trainer:
+    def __init__(self, config: TrainConfig, resume: bool = False):
+        config.validate()
+        self.config, self.out = config, Path(config.out)
+        if not resume and ckpt.has_checkpoint(self.out):
+            raise CharRNNError(f"{self.out} already holds a run; pass --resume to continue it or choose another --out")
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        self.device = pick_device(config.device)
+        saved = ckpt.read_meta(ckpt.resolve(self.out, "last")) if resume else None
+        vocab = Vocab.from_json(saved["vocab"]) if saved else None
+        corpus = load_corpus(config.data, vocab)
+        self.vocab = corpus.vocab
+        train_ids, val_ids, _ = corpus.split(config.data.val_fraction, config.data.test_fraction)
+        self.batches = StreamBatches(train_ids, config.batch_size, config.seq_len)
+        self.val_ids = val_ids
+        config.model.vocab_size = self.vocab.size
+        torch.manual_seed(config.seed)
+        self.model = CharRNN(config.model).to(self.device)
+        self.optimizer = make_optimizer(config, self.model.parameters())
+        self.step = self.batch_index = self.epoch = 0
+        self.state = None  # hidden state carried between batches (TBPTT)
+        self.lr_scale = 1.0  # halved on each NaN roll-back
+        self.plateau = {"best": math.inf, "bad": 0, "factor": 1.0}
+        self.best_val, self.last_val, self.elapsed, self.nan_retries = math.inf, None, 0.0, 0
+        if resume:
+            self.load_state_dict(ckpt.load_trainer_state(ckpt.resolve(self.out, "last")), ckpt.load_weights(ckpt.resolve(self.out, "last")))
+        self.stop_signal = None
+
+    # -- state that survives a crash -------------------------------------------------
+
+    def state_dict(self) -> dict:
+        return {
+            "optimizer": self.optimizer.state_dict(),
+            "step": self.step, "epoch": self.epoch, "batch_index": self.batch_index,
+            "hidden": [s.cpu() for s in self.state] if self.state is not None else [],
+            "rng_cpu": torch.get_rng_state(),
+            "rng_cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
+            "lr_scale": self.lr_scale, "plateau": dict(self.plateau), "best_val": self.best_val,
+            "elapsed": self.elapsed, "nan_retries": self.nan_retries,
+        }  # fmt: skip
+
+    def load_state_dict(self, d: dict, weights: dict) -> None:
+        self.model.load_state_dict(weights)
+        self.optimizer.load_state_dict(d["optimizer"])
+        self.step, self.epoch, self.batch_index = d["step"], d["epoch"], d["batch_index"]
+        self.state = tuple(s.to(self.device) for s in d["hidden"]) or None
+        torch.set_rng_state(d["rng_cpu"])
+        if d["rng_cuda"] and self.device.type == "cuda":
+            torch.cuda.set_rng_state_all(d["rng_cuda"])
+        self.lr_scale, self.plateau, self.best_val = d["lr_scale"], dict(d["plateau"]), d["best_val"]
+        self.elapsed, self.nan_retries = d["elapsed"], d["nan_retries"]
+
+    def snapshot(self) -> dict:
+        """An in-memory copy of everything, to roll back to after a NaN."""
+        return copy.deepcopy({"trainer": self.state_dict(), "weights": self.model.state_dict()})
+
+    def meta(self) -> dict:
+        return {
+            "engine": "torch", "model": self.config.model.to_json(), "vocab": self.vocab.to_json(),
+            "step": self.step, "epoch": self.epoch + self.batch_index / self.batches.num_batches,
+            "metrics": {"val_loss": self.last_val, "best_val_loss": self.best_val if self.best_val < math.inf else None},
+            "train": self.config.to_json(),
+        }  # fmt: skip
+
+    def save(self, which: str) -> None:
+        trainer = self.state_dict() if which == "last" else None
+        ckpt.save_checkpoint(self.out / which, self.model.state_dict(), self.meta(), trainer)
+
+    # -- the loop ----------------------------------------------------------------------
+
+    def progress(self) -> float:
+        c, done = self.config, []
+        if c.max_steps:
+            done.append(self.step / c.max_steps)
+        if c.max_epochs:
+            done.append(self.step / (c.max_epochs * self.batches.num_batches))
+        if c.max_time:
+            done.append(self.elapsed / c.max_time)
+        return max(done)
+
+    def set_lr(self) -> float:
+        f = schedule_factor(self.config, self.step, self.progress(), self.batches.num_batches)
+        lr = self.config.lr * f * self.plateau["factor"] * self.lr_scale
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        return lr
+
+    def train_step(self) -> torch.Tensor:
+        """One optimizer step on the next batch; returns the (detached) loss in nats."""
+        if self.batch_index == self.batches.num_batches:  # epoch boundary: streams restart
+            self.epoch, self.batch_index, self.state = self.epoch + 1, 0, None
+        x, y = self.batches.get(self.batch_index)
+        x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+        self.model.train()
+        logits, state = self.model(x, self.state)
+        loss = loss_fn(logits, y)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.config.grad_clip:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip, foreach=True)
+        self.set_lr()
+        self.optimizer.step()
+        self.state = detach_state(state)
+        self.step, self.batch_index = self.step + 1, self.batch_index + 1
+        return loss.detach()
+
+    def validate(self) -> float | None:
+        if len(self.val_ids) < 2:
+            return None
+        c = self.config
+        loss, _ = evaluate(self.model, self.val_ids, c.batch_size, c.seq_len, c.eval_chars, self.device)
+        self.last_val = loss
+        return loss
+
+    def on_plateau(self, val: float) -> None:
+        p = self.plateau
+        if val < p["best"]:
+            p["best"], p["bad"] = val, 0
+        else:
+            p["bad"] += 1
+            if p["bad"] > self.config.plateau_patience:
+                p["factor"], p["bad"] = p["factor"] * self.config.lr_decay, 0
+
+    def finished(self) -> bool:
+        c = self.config
+        return bool(
+            (c.max_steps and self.step >= c.max_steps)
+            or (c.max_epochs and self.step >= c.max_epochs * self.batches.num_batches)
+            or (c.max_time and self.elapsed >= c.max_time)
+        )
+
+    def roll_back(self, good: dict, step: int, loss: float) -> None:
+        self.nan_retries += 1
+        if self.nan_retries > MAX_NAN_RETRIES:
+            raise CharRNNError(
+                f"the loss became {loss} at step {step} again after {MAX_NAN_RETRIES} roll-backs with a halved "
+                "learning rate; lower --lr, set --grad-clip, or check the data"
+            )
+        retries, scale = self.nan_retries, self.lr_scale * 0.5
+        self.load_state_dict(copy.deepcopy(good["trainer"]), good["weights"])
+        self.nan_retries, self.lr_scale = retries, scale
+        self.log({"step": step, "event": "nan", "loss": str(loss), "rolled_back_to": self.step, "lr_scale": scale})
+
+    def log(self, record: dict) -> None:
+        with open(self.out / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def evaluate_and_save(self, scheduled: bool) -> float | None:
+        val = self.validate()
+        if val is not None:
+            self.log({"step": self.step, "time": round(self.elapsed, 3), "val_loss": val, "val_bpc": val / math.log(2)})
+            if scheduled and self.config.lr_schedule == "plateau":
+                self.on_plateau(val)
+            if val < self.best_val:
+                self.best_val = val
+                self.save("best")
+        self.save("last")
+        if val is None:
+            self.save("best")  # no validation split: the latest is the best we know
+        return val
+
+    def run(self) -> TrainResult:
+        self.out.mkdir(parents=True, exist_ok=True)
+        c, tokens = self.config, self.config.batch_size * self.config.seq_len
+        good = self.snapshot()
+        bar = Progress(self, enabled=not c.quiet)
+        handlers = self._catch_signals()
+        loss_sum, n_sum, train_loss, last_eval = torch.zeros((), device=self.device), 0, math.nan, self.step
+        t0, start_elapsed, t_log, step_log = time.perf_counter(), self.elapsed, time.perf_counter(), self.step
+        try:
+            while not self.finished() and self.stop_signal is None:
+                loss_sum += self.train_step()
+                n_sum += 1
+                self.elapsed = start_elapsed + time.perf_counter() - t0
+                if self.step % c.log_every == 0 or self.finished():
+                    train_loss, loss_sum, n_sum = (loss_sum / n_sum).item(), torch.zeros_like(loss_sum), 0
+                    if not math.isfinite(train_loss):
+                        self.roll_back(good, self.step, train_loss)
+                        start_elapsed, t0 = self.elapsed, time.perf_counter()
+                        continue
+                    now = time.perf_counter()
+                    cps = (self.step - step_log) * tokens / max(now - t_log, 1e-9)
+                    t_log, step_log = now, self.step
+                    self.log({"step": self.step, "epoch": round(self.step / self.batches.num_batches, 4),
+                              "time": round(self.elapsed, 3), "train_loss": train_loss,
+                              "lr": self.optimizer.param_groups[0]["lr"], "chars_per_sec": round(cps)})  # fmt: skip
+                    bar.update(train_loss, cps)
+                if self.step % c.eval_every == 0:
+                    self.evaluate_and_save(scheduled=True)
+                    good, last_eval = self.snapshot(), self.step
+                    bar.update(train_loss, None, self.last_val)
+            if self.step != last_eval or not (self.out / "last").exists():
+                self.evaluate_and_save(scheduled=False)
+        finally:
+            bar.close()
+            self._restore_signals(handlers)
+        best = self.best_val if self.best_val < math.inf else None
+        return TrainResult(self.out, self.step, train_loss, self.last_val, best, self.stop_signal is not None)
+
+    def _catch_signals(self):
+        def handler(signum, frame):
+            self.stop_signal = signum
+
+        try:
+            return {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+        except ValueError:  # not the main thread: leave signals alone
+            return {}
+
+    def _restore_signals(self, handlers) -> None:
+        for s, h in handlers.items():
+            signal.signal(s, h)
+
+
+# What --resume may change: when and how long to train, where and how verbosely.
+# Everything else would make the continued run a different run.
+RESUME_CHANGEABLE = {"max_steps", "max_epochs", "max_time", "eval_every", "eval_chars", "log_every",
+                     "device", "threads", "quiet", "data", "cache_dir"}  # fmt: skip
+
+
+def resumed_config(out: str, given: dict) -> TrainConfig:
+    """The saved config of the run in `out`, with the knobs in `given` that may change."""
+    config = TrainConfig.from_json(read_run_config(out))
+    config.out = out
+    saved = {**asdict(config), **asdict(config.data), **asdict(config.model)}
+    changed = sorted(k for k, v in given.items() if k not in RESUME_CHANGEABLE and saved.get(k) != v)
+    if changed:
+        flags = ", ".join("--" + k.replace("_", "-") for k in changed)
+        raise CharRNNError(f"--resume continues the run as saved, so {flags} cannot change; start a new --out instead")
+    apply(config, given)
+    return config
+
+
+def read_run_config(out: str) -> dict:
+    return ckpt.read_meta(ckpt.resolve(out, "last"))["train"]
+
+
+def train(config: TrainConfig, resume: bool = False) -> TrainResult:
+    """Train a model as `config` says (continuing the run in config.out if `resume`)."""
+    return Trainer(config, resume).run()

@@ -1,0 +1,143 @@
+"""Characters <-> ids.
+
+Two kinds of vocabulary:
+
+- ``utf-8`` (the default): the Unicode code points seen in the training corpus,
+  sorted, so the id of a character is its rank. Any language works; the size V is
+  the number of distinct characters.
+- ``bytes``: the 256 byte values. It accepts any file (binary, Latin-1, broken
+  UTF-8) at the price of spending several steps on each non-ASCII character.
+
+The vocabulary is stored inside every checkpoint as JSON, so sampling never needs
+the training data.
+"""
+
+from __future__ import annotations
+
+import codecs
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from charrnn.errors import CharRNNError
+
+ENCODINGS = ("utf-8", "bytes")
+
+
+def id_dtype(size: int) -> np.dtype:
+    """The smallest unsigned integer type that holds ids of a vocabulary of `size`."""
+    if size <= 1 << 8:
+        return np.dtype(np.uint8)
+    if size <= 1 << 16:
+        return np.dtype(np.uint16)
+    return np.dtype(np.uint32)
+
+
+@dataclass(frozen=True)
+class Vocab:
+    encoding: str = "utf-8"
+    chars: tuple[str, ...] = ()  # utf-8 only: the characters, id = position
+    _lut: np.ndarray = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.encoding not in ENCODINGS:
+            raise CharRNNError(f"unknown encoding {self.encoding!r}: choose one of {', '.join(ENCODINGS)}")
+        # Look-up table code point -> id (-1 for characters outside the vocabulary),
+        # so whole arrays of code points encode in one vectorised gather.
+        cps = np.array([ord(c) for c in self.chars], dtype=np.int64)
+        lut = np.full(int(cps.max()) + 1 if len(cps) else 1, -1, dtype=np.int64)
+        lut[cps] = np.arange(len(cps))
+        object.__setattr__(self, "_lut", lut)
+
+    @classmethod
+    def from_chars(cls, chars) -> "Vocab":
+        return cls("utf-8", tuple(sorted(set(chars))))
+
+    @classmethod
+    def bytes_vocab(cls) -> "Vocab":
+        return cls("bytes")
+
+    @property
+    def size(self) -> int:
+        return 256 if self.encoding == "bytes" else len(self.chars)
+
+    @property
+    def dtype(self) -> np.dtype:
+        return id_dtype(self.size)
+
+    # -- encoding ---------------------------------------------------------------
+
+    def codepoints_to_ids(self, cps: np.ndarray) -> np.ndarray:
+        """Map an array of code points to ids; -1 marks characters outside the vocabulary."""
+        cps = cps.astype(np.int64, copy=False)
+        inside = cps < len(self._lut)
+        out = np.full(cps.shape, -1, dtype=np.int64)
+        out[inside] = self._lut[cps[inside]]
+        return out
+
+    def encode_lenient(self, text: str) -> np.ndarray:
+        """Ids of `text`, with -1 for each character outside the vocabulary."""
+        if self.encoding == "bytes":
+            return np.frombuffer(text.encode("utf-8"), dtype=np.uint8).astype(np.int64)
+        cps = np.frombuffer(text.encode("utf-32-le"), dtype="<u4")
+        return self.codepoints_to_ids(cps)
+
+    def unknown(self, text: str) -> list[str]:
+        """The distinct characters of `text` that are not in the vocabulary, in order of appearance."""
+        if self.encoding == "bytes":
+            return []
+        return list(dict.fromkeys(c for c in text if not (ord(c) < len(self._lut) and self._lut[ord(c)] >= 0)))
+
+    def encode(self, text: str, unknown: str = "error") -> np.ndarray:
+        """Ids of `text` (int64). `unknown` is "error" (raise, listing them) or "skip" (drop them)."""
+        ids = self.encode_lenient(text)
+        if (ids < 0).any():
+            if unknown == "skip":
+                return ids[ids >= 0]
+            missing = "".join(self.unknown(text))
+            raise CharRNNError(
+                f"these characters are not in the model's vocabulary: {missing!r}; "
+                "remove them or pass --unknown skip to drop them"
+            )
+        return ids
+
+    # -- decoding ---------------------------------------------------------------
+
+    def decode(self, ids) -> str:
+        ids = np.asarray(ids, dtype=np.int64).ravel()
+        if self.encoding == "bytes":
+            return bytes(ids.astype(np.uint8)).decode("utf-8", errors="replace")
+        return "".join(self.chars[i] for i in ids)
+
+    def decoder(self) -> "StreamDecoder":
+        """An incremental decoder for text that arrives one id at a time (streaming)."""
+        return StreamDecoder(self)
+
+    # -- JSON -------------------------------------------------------------------
+
+    def to_json(self) -> dict:
+        if self.encoding == "bytes":
+            return {"encoding": "bytes", "size": 256}
+        return {"encoding": "utf-8", "size": self.size, "chars": "".join(self.chars)}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "Vocab":
+        if d["encoding"] == "bytes":
+            return cls.bytes_vocab()
+        return cls("utf-8", tuple(d["chars"]))
+
+
+class StreamDecoder:
+    """Decodes ids as they come; in bytes mode it holds back incomplete UTF-8 sequences."""
+
+    def __init__(self, vocab: Vocab):
+        self.vocab = vocab
+        self._bytes = codecs.getincrementaldecoder("utf-8")("replace") if vocab.encoding == "bytes" else None
+
+    def decode(self, ids) -> str:
+        if self._bytes is None:
+            return self.vocab.decode(ids)
+        return self._bytes.decode(bytes(np.asarray(ids, dtype=np.int64).ravel().astype(np.uint8)))
+
+    def flush(self) -> str:
+        return self._bytes.decode(b"", final=True) if self._bytes is not None else ""
