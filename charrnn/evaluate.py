@@ -22,14 +22,14 @@ from charrnn.model import loss_fn
 @torch.no_grad()
 def evaluate(model, ids: np.ndarray, batch_size: int, seq_len: int, max_chars: int = 0, device="cpu") -> tuple[float, int]:
     """Mean cross-entropy (nats) over (the first max_chars + 1 of) `ids`, and how many
-    characters were scored. Each stream's first character has no history and is not scored."""
+    characters were scored: all but the first, which has nothing to be predicted from."""
     if max_chars:
         ids = ids[: max_chars + 1]
     n = len(ids) - 1  # characters that have a predecessor
     if n < 1:
         raise CharRNNError("the text is too short to score: it needs at least 2 characters")
     B = max(1, min(batch_size, n // seq_len))
-    L = n // B  # stream length; the last n - B*L (< B) characters are not scored
+    L = n // B  # stream length
     was_training = model.training
     model.eval()
     total, state, rows = torch.zeros((), dtype=torch.float64), None, np.arange(B)[:, None] * L
@@ -38,8 +38,14 @@ def evaluate(model, ids: np.ndarray, batch_size: int, seq_len: int, max_chars: i
         chunk = torch.from_numpy(np.asarray(ids[rows + start + np.arange(t + 1)], dtype=np.int64)).to(device)
         logits, state = model(chunk[:, :-1], state)
         total += loss_fn(logits.float(), chunk[:, 1:], reduction="sum").double().cpu()
+    rest = n - B * L  # < B characters past the last stream: they continue it, so score them from its state
+    if rest:
+        last = tuple(s[:, B - 1 :] for s in state)
+        chunk = torch.from_numpy(np.asarray(ids[B * L : n + 1], dtype=np.int64))[None].to(device)
+        logits, _ = model(chunk[:, :-1], last)
+        total += loss_fn(logits.float(), chunk[:, 1:], reduction="sum").double().cpu()
     model.train(was_training)
-    return total.item() / (B * L), B * L
+    return total.item() / n, n
 
 
 @dataclass

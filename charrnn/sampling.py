@@ -63,7 +63,7 @@ def top_k_mask(logits: np.ndarray, k: int) -> np.ndarray:
     """Set all but the k largest logits of each row to -inf (ties at the k-th are kept)."""
     if k <= 0 or k >= logits.shape[-1]:
         return logits
-    kth = np.partition(logits, -k, axis=-1)[..., -k : -k + 1]
+    kth = np.partition(logits, -k, axis=-1)[..., -k, None]  # (B, 1): the k-th largest
     return np.where(logits < kth, -np.inf, logits)
 
 

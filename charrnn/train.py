@@ -315,7 +315,8 @@ class Trainer:
                 loss_sum += self.train_step()
                 n_sum += 1
                 self.elapsed = start_elapsed + time.perf_counter() - t0
-                if self.step % c.log_every == 0 or self.finished():
+                # Check the loss before anything is saved, so no checkpoint or snapshot holds NaNs.
+                if self.step % c.log_every == 0 or self.step % c.eval_every == 0 or self.finished():
                     train_loss, loss_sum, n_sum = (loss_sum / n_sum).item(), torch.zeros_like(loss_sum), 0
                     if not math.isfinite(train_loss):
                         self.roll_back(good, self.step, train_loss)
@@ -332,6 +333,7 @@ class Trainer:
                     self.evaluate_and_save(scheduled=True)
                     good, last_eval = self.snapshot(), self.step
                     bar.update(train_loss, None, self.last_val)
+                    t_log = time.perf_counter()  # chars/s counts training only
             if self.step != last_eval or not (self.out / "last").exists():
                 self.evaluate_and_save(scheduled=False)
         finally:

@@ -1,0 +1,29 @@
+import os
+
+import pytest
+import torch
+
+# Slow training runs are long only when CHARRNN_SLOW=1; CI runs their short version.
+SLOW = os.environ.get("CHARRNN_SLOW") == "1"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    """Encoded corpora go to a temporary cache, never to the user's ~/.cache."""
+    monkeypatch.setenv("CHARRNN_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+@pytest.fixture(autouse=True)
+def _threads():
+    torch.set_num_threads(1)  # small models: one thread is faster and deterministic
+    yield
+
+
+def small_text(n_lines: int = 400) -> str:
+    """A few KB of varied, learnable text."""
+    words = "the quick brown fox jumps over a lazy dog while seven wizards hum".split()
+    lines = []
+    for i in range(n_lines):
+        k = (i * 7) % len(words)
+        lines.append(" ".join(words[k:] + words[:k])[: 20 + (i * 13) % 40])
+    return "\n".join(lines) + "\n"

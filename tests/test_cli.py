@@ -1,0 +1,110 @@
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from charrnn.cli import build_parser, main
+from conftest import small_text
+
+TINY = ["--hidden-size", "24", "--embedding-size", "8", "--batch-size", "4", "--seq-len", "16", "--quiet"]
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    p = tmp_path / "corpus.txt"
+    p.write_text(small_text(120))
+    return p
+
+
+def run_cli(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_train_sample_eval_end_to_end(tmp_path, corpus, capsys):
+    run = tmp_path / "runs" / "mine"
+    code, _, err = run_cli(capsys, "train", "--data", corpus, "--out", run, "--max-steps", 12, "--eval-every", 6, *TINY)
+    assert code == 0 and "Trained 12 steps" in err and "charrnn sample" in err
+    assert (run / "best" / "model.safetensors").exists() and (run / "metrics.jsonl").exists()
+
+    code, out, _ = run_cli(capsys, "sample", run, "--prime", "the ", "--length", 40, "--seed", 5)
+    assert code == 0 and out.startswith("the ") and len(out) == len("the ") + 40 + 1
+    assert run_cli(capsys, "sample", run, "--prime", "the ", "--length", 40, "--seed", 5)[1] == out
+
+    code, out, _ = run_cli(capsys, "sample", run, "--num-samples", 3, "--length", 10, "--seed", 1, "--temperature", 0)
+    assert code == 0 and out.count("--- sample") == 3
+
+    code, out, _ = run_cli(capsys, "eval", run, "--data", corpus)
+    assert code == 0 and "bpc" in out and "perplexity" in out and f"{corpus.stat().st_size - 1:,} scored" in out
+
+    code, _, err = run_cli(capsys, "train", "--out", run, "--resume", "--max-steps", 18)
+    assert code == 0 and "Trained 18 steps" in err
+
+
+def one_line_error(result, command, pattern):
+    code, _, err = result
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"charrnn {command}: error:"), err
+    assert pattern in lines[0], err
+
+
+def test_bad_input_gets_one_line_errors(tmp_path, corpus, capsys):
+    (tmp_path / "latin1.txt").write_bytes("caf\xe9 au lait".encode("latin-1"))
+    (tmp_path / "empty.txt").write_text("")
+    (tmp_path / "short.txt").write_text("just a few characters")
+    out = ["--out", tmp_path / "r", "--max-steps", 2]
+    one_line_error(run_cli(capsys, "train", "--data", tmp_path / "missing.txt", *out, *TINY), "train", "no such file")
+    result = run_cli(capsys, "train", "--data", tmp_path / "latin1.txt", *out, *TINY)
+    one_line_error(result, "train", "latin1.txt is not valid UTF-8 (byte offset 3)")
+    assert "--encoding bytes" in result[2]
+    one_line_error(run_cli(capsys, "train", "--data", tmp_path / "empty.txt", *out, *TINY), "train", "is empty")
+    one_line_error(run_cli(capsys, "train", "--data", tmp_path / "short.txt", *out, *TINY), "train", "too few for one batch")
+    one_line_error(run_cli(capsys, "sample", tmp_path / "nowhere"), "sample", "no such run folder")
+    assert not (tmp_path / "r" / "last").exists()
+
+
+def test_prime_outside_vocabulary_lists_the_characters(tmp_path, corpus, capsys):
+    run = tmp_path / "r"
+    assert run_cli(capsys, "train", "--data", corpus, "--out", run, "--max-steps", 2, *TINY)[0] == 0
+    one_line_error(run_cli(capsys, "sample", run, "--prime", "the QX"), "sample", "'QX'")
+    code, out, _ = run_cli(capsys, "sample", run, "--prime", "the QX", "--unknown", "skip", "--length", 5)
+    assert code == 0 and out.startswith("the ")
+
+
+def test_every_flag_has_help():
+    parser = build_parser()
+    for sub in parser._subparsers._group_actions[0].choices.values():
+        for action in sub._actions:
+            assert action.help, f"{sub.prog} {action.option_strings} has no help"
+
+
+def test_preset_and_flags_override_it(tmp_path, corpus):
+    from charrnn.cli import train_config_from_args
+
+    args = build_parser().parse_args(["train", "--preset", "tiny", "--hidden-size", "32"])
+    c = train_config_from_args(args)
+    assert c.model.hidden_size == 32 and c.max_time == 120 and c.lr_schedule == "cosine"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_signal_saves_last_and_exits_zero(tmp_path, corpus, sig):
+    run = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1]), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "charrnn", "train", "--data", str(corpus), "--out", str(run),
+           "--max-steps", "1000000", "--eval-every", "1000000", "--log-every", "1", *TINY]  # fmt: skip
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while not (run / "metrics.jsonl").exists() and time.time() < deadline:
+        time.sleep(0.1)
+    time.sleep(0.3)
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "Resume with: charrnn train --out" in err and "--resume" in err
+    assert (run / "last" / "trainer.pt").exists()

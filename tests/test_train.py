@@ -1,0 +1,134 @@
+import json
+import math
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import importlib
+from charrnn.data import DataConfig
+from charrnn.errors import CharRNNError
+from charrnn.model import ModelConfig
+from charrnn.train import OPTIMIZERS, SCHEDULES, TrainConfig, resumed_config, schedule_factor, train
+from conftest import small_text
+
+train_mod = importlib.import_module("charrnn.train")  # the package exports a function of that name
+
+
+def config(tmp_path, name="run", **kw) -> TrainConfig:
+    corpus = tmp_path / "corpus.txt"
+    if not corpus.exists():
+        corpus.write_text(small_text(150))
+    model = ModelConfig(**{k: kw.pop(k) for k in list(kw) if k in ModelConfig.__dataclass_fields__})
+    base = dict(out=str(tmp_path / name), data=DataConfig(data=str(corpus)), batch_size=4, seq_len=16,
+                max_epochs=0, max_steps=20, eval_every=7, log_every=3, quiet=True, seed=3)  # fmt: skip
+    model = ModelConfig(**{"hidden_size": 24, "embedding_size": 8, **model.__dict__}) if not kw.pop("full", False) else model
+    return TrainConfig(model=model, **{**base, **kw})
+
+
+def weights(run, which="last"):
+    return load_file(str(run / which / "model.safetensors"))
+
+
+def metrics(run):
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_resume_is_bitwise_exact(tmp_path):
+    """2N steps in one run == N steps, then --resume to 2N: identical weights, bit for bit.
+    The run crosses epoch boundaries, evaluations and uses dropout, so the data position,
+    hidden state, RNG and optimizer state all have to come back exactly."""
+    short = tmp_path / "short.txt"
+    short.write_text(small_text(40))  # ~1.5 KB: about 20 batches an epoch
+    kw = dict(hidden_size=24, layers=2, dropout=0.2, data=DataConfig(data=str(short)))
+    one = train(config(tmp_path, "one", max_steps=46, **kw))
+    assert one.step == 46
+    half = train(config(tmp_path, "two", max_steps=23, **kw))
+    assert half.step == 23
+    resumed = resumed_config(str(tmp_path / "two"), {"max_steps": 46})
+    two = train(resumed, resume=True)
+    assert two.step == 46
+    a, b = weights(tmp_path / "one"), weights(tmp_path / "two")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    epochs = max(r.get("epoch", 0) for r in metrics(tmp_path / "one"))
+    assert epochs > 2, "the test must cross epoch boundaries"
+
+
+def test_resume_refuses_to_change_the_model_and_new_runs_refuse_an_existing_folder(tmp_path):
+    train(config(tmp_path, max_steps=3))
+    with pytest.raises(CharRNNError, match="--hidden-size cannot change"):
+        resumed_config(str(tmp_path / "run"), {"hidden_size": 99})
+    with pytest.raises(CharRNNError, match="already holds a run; pass --resume"):
+        train(config(tmp_path, max_steps=3))
+
+
+def test_metrics_checkpoints_and_best(tmp_path):
+    r = train(config(tmp_path, max_steps=20))
+    run = tmp_path / "run"
+    rows = metrics(run)
+    train_rows = [m for m in rows if "train_loss" in m]
+    val_rows = [m for m in rows if "val_loss" in m]
+    assert [m["step"] for m in train_rows] == [3, 6, 9, 12, 15, 18, 20]
+    assert [m["step"] for m in val_rows] == [7, 14, 20]
+    assert all(abs(m["val_bpc"] - m["val_loss"] / math.log(2)) < 1e-9 for m in val_rows)
+    best = json.loads((run / "best" / "checkpoint.json").read_text())
+    assert best["metrics"]["val_loss"] == min(m["val_loss"] for m in val_rows) == r.best_val_loss
+    assert not (run / "best" / "trainer.pt").exists() and (run / "last" / "trainer.pt").exists()
+
+
+def test_max_time_stops_the_run(tmp_path):
+    r = train(config(tmp_path, max_steps=0, max_time=1.0, eval_every=10_000))
+    assert r.step > 0
+    assert metrics(tmp_path / "run")[-1]["time"] < 5
+
+
+def test_nan_rolls_back_and_halves_the_learning_rate(tmp_path, monkeypatch):
+    calls = {"n": 0}
+    real = train_mod.loss_fn
+
+    def flaky(logits, y, reduction="mean"):
+        calls["n"] += 1
+        loss = real(logits, y, reduction)
+        return loss * float("nan") if calls["n"] == 10 else loss
+
+    monkeypatch.setattr(train_mod, "loss_fn", flaky)
+    r = train(config(tmp_path, max_steps=20, log_every=1, eval_every=5))
+    assert r.step == 20 and math.isfinite(r.train_loss)
+    events = [m for m in metrics(tmp_path / "run") if m.get("event") == "nan"]
+    assert len(events) == 1 and events[0]["rolled_back_to"] == 5 and events[0]["lr_scale"] == 0.5
+    assert all(torch.isfinite(w).all() for w in weights(tmp_path / "run").values())
+
+
+def test_nan_three_times_stops_with_a_clear_error(tmp_path, monkeypatch):
+    real = train_mod.loss_fn
+    monkeypatch.setattr(train_mod, "loss_fn", lambda lg, y, reduction="mean": real(lg, y, reduction) * float("inf"))
+    with pytest.raises(CharRNNError, match="again after 3 roll-backs.*lower --lr"):
+        train(config(tmp_path, max_steps=20, log_every=1))
+
+
+@pytest.mark.parametrize("optimizer", OPTIMIZERS)
+@pytest.mark.parametrize("lr_schedule", SCHEDULES)
+def test_every_optimizer_and_schedule_trains(tmp_path, optimizer, lr_schedule):
+    lr = {"sgd": 0.5, "adagrad": 0.05}.get(optimizer, 0.01)
+    r = train(config(tmp_path, max_steps=30, optimizer=optimizer, lr_schedule=lr_schedule, lr=lr, warmup_steps=3,
+                     lr_decay_every=10, eval_every=5, plateau_patience=0))  # fmt: skip
+    rows = [m for m in metrics(tmp_path / "run") if "train_loss" in m]
+    assert rows[-1]["train_loss"] < rows[0]["train_loss"]
+    assert r.val_loss < math.log(r.val_loss and 40)
+
+
+def test_schedules():
+    c = TrainConfig(lr_schedule="cosine", warmup_steps=10, min_lr_fraction=0.1)
+    assert schedule_factor(c, 0, 0.0, 100) == pytest.approx(0.1)
+    assert schedule_factor(c, 9, 0.0, 100) == pytest.approx(1.0)
+    assert schedule_factor(c, 50, 0.5, 100) == pytest.approx(0.55)
+    assert schedule_factor(c, 100, 1.0, 100) == pytest.approx(0.1)
+    s = TrainConfig(lr_schedule="step", lr_decay=0.5, lr_decay_every=0)
+    assert [schedule_factor(s, k, 0, 10) for k in (0, 9, 10, 25)] == [1.0, 1.0, 0.5, 0.25]
+
+
+def test_bad_options_are_rejected_with_the_choices(tmp_path):
+    with pytest.raises(CharRNNError, match="choose one of adam, adamw, rmsprop, sgd, adagrad"):
+        train(config(tmp_path, optimizer="lbfgs"))
+    with pytest.raises(CharRNNError, match="too few for one batch"):
+        train(config(tmp_path, batch_size=512, seq_len=512))
