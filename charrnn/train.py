@@ -304,36 +304,35 @@ class Trainer:
 
     def run(self) -> TrainResult:
         self.out.mkdir(parents=True, exist_ok=True)
-        c, tokens = self.config, self.config.batch_size * self.config.seq_len
-        good = self.snapshot()
+        c = self.config
+        good, last_eval, train_loss = self.snapshot(), self.step, math.nan
+        window = _Window(self.device, c.batch_size * c.seq_len)
         bar = Progress(self, enabled=not c.quiet)
         handlers = self._catch_signals()
-        loss_sum, n_sum, train_loss, last_eval = torch.zeros((), device=self.device), 0, math.nan, self.step
-        t0, start_elapsed, t_log, step_log = time.perf_counter(), self.elapsed, time.perf_counter(), self.step
         try:
             while not self.finished() and self.stop_signal is None:
-                loss_sum += self.train_step()
-                n_sum += 1
-                self.elapsed = start_elapsed + time.perf_counter() - t0
-                # Check the loss before anything is saved, so no checkpoint or snapshot holds NaNs.
-                if self.step % c.log_every == 0 or self.step % c.eval_every == 0 or self.finished():
-                    train_loss, loss_sum, n_sum = (loss_sum / n_sum).item(), torch.zeros_like(loss_sum), 0
-                    if not math.isfinite(train_loss):
-                        self.roll_back(good, self.step, train_loss)
-                        start_elapsed, t0 = self.elapsed, time.perf_counter()
-                        continue
-                    now = time.perf_counter()
-                    cps = (self.step - step_log) * tokens / max(now - t_log, 1e-9)
-                    t_log, step_log = now, self.step
+                t = time.perf_counter()
+                window.add(self.train_step())
+                self.elapsed += window.took(t)
+                due_log = self.step % c.log_every == 0 or self.finished()
+                due_eval = self.step % c.eval_every == 0
+                if not (due_log or due_eval):
+                    continue
+                # Read the loss before anything is saved, so no checkpoint or snapshot holds NaNs.
+                train_loss, cps = window.read()
+                if not math.isfinite(train_loss):
+                    self.roll_back(good, self.step, train_loss)
+                    continue
+                if due_log:
                     self.log({"step": self.step, "epoch": round(self.step / self.batches.num_batches, 4),
                               "time": round(self.elapsed, 3), "train_loss": train_loss,
                               "lr": self.optimizer.param_groups[0]["lr"], "chars_per_sec": round(cps)})  # fmt: skip
-                    bar.update(train_loss, cps)
-                if self.step % c.eval_every == 0:
+                if due_eval:
+                    t = time.perf_counter()
                     self.evaluate_and_save(scheduled=True)
+                    self.elapsed += time.perf_counter() - t  # the time budget includes evaluation
                     good, last_eval = self.snapshot(), self.step
-                    bar.update(train_loss, None, self.last_val)
-                    t_log = time.perf_counter()  # chars/s counts training only
+                bar.update(train_loss, cps, self.last_val)
             if self.step != last_eval or not (self.out / "last").exists():
                 self.evaluate_and_save(scheduled=False)
         finally:
@@ -354,6 +353,33 @@ class Trainer:
     def _restore_signals(self, handlers) -> None:
         for s, h in handlers.items():
             signal.signal(s, h)
+
+
+class _Window:
+    """Training loss and speed since the last read. The loss stays on the device until
+    read, so logging does not force a GPU sync at every step."""
+
+    def __init__(self, device: torch.device, chars_per_step: int):
+        self.chars_per_step, self.zero = chars_per_step, torch.zeros((), device=device)
+        self.loss, self.steps, self.seconds = self.zero.clone(), 0, 0.0
+
+    def add(self, loss: torch.Tensor) -> None:
+        self.loss += loss
+        self.steps += 1
+
+    def took(self, start: float) -> float:
+        dt = time.perf_counter() - start
+        self.seconds += dt
+        return dt
+
+    def read(self) -> tuple[float, float]:
+        """(mean loss in nats, training chars/s) over the window, and start a new one."""
+        t = time.perf_counter()
+        loss = (self.loss / self.steps).item()  # on a GPU this waits for the queued steps: count it
+        self.seconds += time.perf_counter() - t
+        cps = self.steps * self.chars_per_step / max(self.seconds, 1e-9)
+        self.loss, self.steps, self.seconds = self.zero.clone(), 0, 0.0
+        return loss, cps
 
 
 # What --resume may change: when and how long to train, where and how verbosely.
