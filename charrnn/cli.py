@@ -110,6 +110,22 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def reference_markdown() -> str:
+    """Every subcommand and flag as Markdown tables: the README's CLI reference is this text."""
+    lines = []
+    for name, sub in build_parser()._subparsers._group_actions[0].choices.items():
+        lines += [f"### `charrnn {name}`", "", sub.description or "", "", "| flag | meaning |", "|---|---|"]
+        for a in sub._actions:
+            if isinstance(a, argparse._HelpAction):
+                continue
+            flag = ", ".join(f"`{o}`" for o in a.option_strings) or f"`{a.dest.upper()}`"
+            if a.choices:
+                flag += " " + "\\|".join(str(c) for c in a.choices)
+            lines.append(f"| {flag} | {a.help.replace('|', '/')} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
 COMMANDS = {"train": cmd_train, "sample": cmd_sample, "eval": cmd_eval}
 
 
