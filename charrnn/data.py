@@ -25,6 +25,7 @@ from charrnn.config import knob
 from charrnn.errors import CharRNNError
 from charrnn.vocab import ENCODINGS, Vocab
 
+_ASCII = bytes(range(128))
 CHUNK_BYTES = 16 << 20  # read 16 MB at a time: big enough to be fast, small enough for any machine
 BUNDLED = "tinyshakespeare.txt"
 
@@ -112,15 +113,19 @@ def scan_vocab(files: list[Path], encoding: str) -> Vocab:
     """Pass 1: the vocabulary of the corpus (and a UTF-8 check of every byte)."""
     if encoding == "bytes":
         return Vocab.bytes_vocab()
-    ascii_counts = np.zeros(128, dtype=np.int64)
+    # Everything here runs at C speed on raw bytes. ASCII characters: deleting the
+    # bytes already seen (bytes.translate) leaves only new ones to look at. Other
+    # characters: deleting all ASCII bytes leaves the other characters' UTF-8
+    # sequences, still valid UTF-8 (the chunk was checked), usually few, to decode.
+    seen = bytearray()
     chars: set[str] = set()
     for path in files:
+        others = codecs.getincrementaldecoder("utf-8")("strict")  # carries characters cut by chunk ends
         for raw, text in _chunks(path, encoding):
-            if text is None:
-                ascii_counts += np.bincount(np.frombuffer(raw, dtype=np.uint8), minlength=128)
-            else:
-                chars.update(text)
-    chars.update(chr(i) for i in np.flatnonzero(ascii_counts))
+            seen.extend(set(raw.translate(None, bytes(seen))))
+            if text is not None:
+                chars.update(others.decode(raw.translate(None, _ASCII)))
+    chars.update(chr(b) for b in seen if b < 128)
     return Vocab.from_chars(chars)
 
 

@@ -42,11 +42,12 @@ class Vocab:
     def __post_init__(self) -> None:
         if self.encoding not in ENCODINGS:
             raise CharRNNError(f"unknown encoding {self.encoding!r}: choose one of {', '.join(ENCODINGS)}")
-        # Look-up table code point -> id (-1 for characters outside the vocabulary),
-        # so whole arrays of code points encode in one vectorised gather.
+        # Look-up table code point -> id, so whole arrays of code points encode in one
+        # vectorised gather. Its last entry is -1 ("outside the vocabulary"), and the
+        # gather clips larger code points onto it.
         cps = np.array([ord(c) for c in self.chars], dtype=np.int64)
-        lut = np.full(int(cps.max()) + 1 if len(cps) else 1, -1, dtype=np.int64)
-        lut[cps] = np.arange(len(cps))
+        lut = np.full(int(cps.max()) + 2 if len(cps) else 1, -1, dtype=np.int32)
+        lut[cps] = np.arange(len(cps), dtype=np.int32)
         object.__setattr__(self, "_lut", lut)
 
     @classmethod
@@ -68,25 +69,23 @@ class Vocab:
     # -- encoding ---------------------------------------------------------------
 
     def codepoints_to_ids(self, cps: np.ndarray) -> np.ndarray:
-        """Map an array of code points to ids; -1 marks characters outside the vocabulary."""
-        cps = cps.astype(np.int64, copy=False)
-        inside = cps < len(self._lut)
-        out = np.full(cps.shape, -1, dtype=np.int64)
-        out[inside] = self._lut[cps[inside]]
-        return out
+        """Map an array of code points to int32 ids; -1 marks characters outside the vocabulary."""
+        if len(cps) and cps.max() >= len(self._lut):  # rare: unknown code points past the table
+            return np.take(self._lut, cps, mode="clip")
+        return self._lut[cps]  # a plain gather: several times faster than mode="clip"
 
     def encode_lenient(self, text: str) -> np.ndarray:
         """Ids of `text`, with -1 for each character outside the vocabulary."""
         if self.encoding == "bytes":
             return np.frombuffer(text.encode("utf-8"), dtype=np.uint8).astype(np.int64)
         cps = np.frombuffer(text.encode("utf-32-le"), dtype="<u4")
-        return self.codepoints_to_ids(cps)
+        return self.codepoints_to_ids(cps).astype(np.int64)
 
     def unknown(self, text: str) -> list[str]:
         """The distinct characters of `text` that are not in the vocabulary, in order of appearance."""
         if self.encoding == "bytes":
             return []
-        return list(dict.fromkeys(c for c in text if not (ord(c) < len(self._lut) and self._lut[ord(c)] >= 0)))
+        return list(dict.fromkeys(c for c in text if self._lut[min(ord(c), len(self._lut) - 1)] < 0))
 
     def encode(self, text: str, unknown: str = "error") -> np.ndarray:
         """Ids of `text` (int64). `unknown` is "error" (raise, listing them) or "skip" (drop them)."""
