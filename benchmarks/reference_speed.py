@@ -29,7 +29,8 @@ H, T, LR = 100, 25, 0.1
 def min_char_rnn(ids: np.ndarray, V: int, seconds: float) -> float:
     """min-char-rnn's training loop, as it is written there; returns chars/s."""
     rng = np.random.default_rng(0)
-    Wxh, Whh, Why = rng.standard_normal((H, V)) * 0.01, rng.standard_normal((H, H)) * 0.01, rng.standard_normal((V, H)) * 0.01
+    Wxh, Whh = rng.standard_normal((H, V)) * 0.01, rng.standard_normal((H, H)) * 0.01  # min-char-rnn's init
+    Why = rng.standard_normal((V, H)) * 0.01
     bh, by = np.zeros((H, 1)), np.zeros((V, 1))
     mem = [np.zeros_like(p) for p in (Wxh, Whh, Why, bh, by)]
 

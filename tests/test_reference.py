@@ -191,7 +191,8 @@ def compare_with_torch(torch_model: nn.Module, config: ModelConfig, seed: int = 
     ref_loss, ref_grads, _ = ref.loss(x, y)
     assert rel(ref_logits, logits.detach().numpy()) < TOL
     assert abs(ref_loss - loss.item()) / loss.item() < TOL
-    expected = torch_grads_by_reference_name(dict(torch_model.named_parameters()), config.cell, config.layers, config.hidden_size)
+    named = dict(torch_model.named_parameters())
+    expected = torch_grads_by_reference_name(named, config.cell, config.layers, config.hidden_size)
     assert set(expected) == set(ref_grads)
     for name, g in expected.items():
         assert rel(ref_grads[name], g) < TOL, name

@@ -16,7 +16,8 @@ from charrnn.data import DataConfig, bundled_corpus, load_corpus
 from charrnn.evaluate import evaluate as torch_evaluate
 from charrnn.model import CharRNN as TorchCharRNN
 from charrnn.model import ModelConfig as TorchModelConfig
-from charrnn.reference import CharRNN, ModelConfig, Stepper, clip_grad_norm, from_state_dict, load, make_optimizer, save, to_state_dict
+from charrnn.reference import (CharRNN, ModelConfig, Stepper, clip_grad_norm, from_state_dict, load, make_optimizer,
+                               save, to_state_dict)
 from charrnn.reference.hello import hello
 from charrnn.reference.train import ReferenceTrainer, evaluate
 from charrnn.sampling import SampleConfig, TorchStepper, generate
@@ -100,7 +101,8 @@ def test_pytorch_checkpoint_gives_the_same_next_character_distribution(tmp_path,
     torch.manual_seed(0)
     tconfig = TorchModelConfig(vocab_size=VOCAB.size, cell=cell, layers=2, hidden_size=8, embedding_size=4)
     tmodel = TorchCharRNN(tconfig)
-    ckpt.save_checkpoint(tmp_path / "best", tmodel.state_dict(), {"engine": "torch", "model": tconfig.to_json(), "vocab": VOCAB.to_json()})
+    meta = {"engine": "torch", "model": tconfig.to_json(), "vocab": VOCAB.to_json()}
+    ckpt.save_checkpoint(tmp_path / "best", tmodel.state_dict(), meta)
     model, vocab, _ = load(tmp_path)
     prime = vocab.encode("bad cafe\nface")[None]
     ours, theirs = Stepper(model), TorchStepper(tmodel)
@@ -169,11 +171,13 @@ def one_bias_like_the_reference(trainer: Trainer) -> None:
             p.register_hook(lambda g, mask=mask: g * mask)
 
 
-@pytest.mark.parametrize("cell, optimizer", [("rnn", "sgd"), ("rnn", "adagrad"), ("rnn", "rmsprop"), ("lstm", "adam"), ("gru", "adam")])
+@pytest.mark.parametrize("cell, optimizer", [("rnn", "sgd"), ("rnn", "adagrad"), ("rnn", "rmsprop"),
+                                             ("lstm", "adam"), ("gru", "adam")])  # fmt: skip
 def test_same_weights_train_step_for_step_like_pytorch(tmp_path, text, cell, optimizer):
     """From the same initial weights, the whole loop (TBPTT state, clipping, schedule,
     update) gives the PyTorch engine's losses, up to float32 rounding."""
-    kw = dict(cell=cell, optimizer=optimizer, max_steps=30, eval_every=30, lr_schedule="cosine", warmup_steps=5, grad_clip=0.5)
+    kw = dict(cell=cell, optimizer=optimizer, max_steps=30, eval_every=30, lr_schedule="cosine", warmup_steps=5,
+              grad_clip=0.5)  # fmt: skip
     torch_trainer = Trainer(small_config(tmp_path / "torch", text, **kw))
     one_bias_like_the_reference(torch_trainer)
     ref_trainer = ReferenceTrainer(small_config(tmp_path / "ref", text, engine="reference", **kw))
@@ -191,7 +195,8 @@ def test_loss_curve_falls_as_the_pytorch_engines_does(tmp_path, text):
     """Same config and seed (different initial draws): both fall, and stay close."""
     curves = {}
     for engine in ("torch", "reference"):
-        config = small_config(tmp_path / engine, text, engine, max_steps=80, eval_every=80, log_every=10, batch_size=16, seq_len=32)
+        config = small_config(tmp_path / engine, text, engine, max_steps=80, eval_every=80, log_every=10,
+                              batch_size=16, seq_len=32)  # fmt: skip
         config.model.hidden_size = 64
         train(config)
         curves[engine] = np.array(train_losses(tmp_path / engine))

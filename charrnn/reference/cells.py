@@ -53,7 +53,8 @@ class Cell:
 
     def __init__(self, input_size: int, hidden_size: int, output_size: int = 0, rng=None, dtype=np.float64):
         if min(input_size, hidden_size) < 1 or output_size < 0:
-            raise CharRNNError(f"cell sizes must be positive: got input {input_size}, hidden {hidden_size}, output {output_size}")
+            sizes = f"input {input_size}, hidden {hidden_size}, output {output_size}"
+            raise CharRNNError(f"cell sizes must be positive (output may be 0): got {sizes}")
         self.input_size, self.hidden_size, self.output_size = input_size, hidden_size, output_size
         rng = np.random.default_rng(rng)
         # PyTorch's initialisation, U(-1/sqrt(H), 1/sqrt(H)) for every weight and bias

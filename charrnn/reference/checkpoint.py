@@ -54,7 +54,8 @@ def from_state_dict(config: ModelConfig, weights: dict, dtype=np.float64) -> Cha
     expected = set(to_state_dict(model))
     if set(w) != expected:
         missing, extra = sorted(expected - set(w)), sorted(set(w) - expected)
-        raise CharRNNError(f"the weights do not fit a {config.layers}-layer {config.cell} model: missing {missing}, unexpected {extra}")
+        what = f"a {config.layers}-layer {config.cell} model"
+        raise CharRNNError(f"the weights do not fit {what}: missing {missing}, unexpected {extra}")
     if model.embedding is not None:
         model.embedding = _fit(w["embedding.weight"], model.embedding, "embedding.weight")
     for k, layer in enumerate(model.layers):

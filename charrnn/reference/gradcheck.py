@@ -12,7 +12,7 @@ import numpy as np
 from charrnn.reference.model import CharRNN
 
 
-def numerical_grads(model: CharRNN, x: np.ndarray, y: np.ndarray, state=None, eps: float = 1e-5) -> dict[str, np.ndarray]:
+def numerical_grads(model: CharRNN, x: np.ndarray, y: np.ndarray, state=None, eps: float = 1e-5) -> dict:
     """dLoss/dparam for every parameter, element by element (2 forwards per element)."""
     out = {}
     for name, p in model.params().items():

@@ -42,7 +42,8 @@ def scores(rnn, text: str) -> np.ndarray:
 def hello(hidden_size: int = 3, steps: int = 100, lr: float = 0.1, seed: int = 0) -> HelloResult:
     """Train a 1-layer vanilla RNN (4 -> hidden_size -> 4) on "hello", with full BPTT
     over its 4 steps, and return the output scores before and after."""
-    model = CharRNN(ModelConfig(vocab_size=VOCAB.size, cell="rnn", layers=1, hidden_size=hidden_size, embedding_size=0), rng=seed)
+    config = ModelConfig(vocab_size=VOCAB.size, cell="rnn", layers=1, hidden_size=hidden_size, embedding_size=0)
+    model = CharRNN(config, rng=seed)
     ids = VOCAB.encode(WORD)
     x, y = ids[None, :-1], ids[None, 1:]  # (1, 4): h e l l -> e l l o
     rnn = model.top  # an RNN(4, hidden_size, 4): W_xh, W_hh, b_h, W_hy, b_y

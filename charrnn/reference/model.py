@@ -16,7 +16,7 @@ State, as in charrnn.model: a tuple of (L, B, H) arrays, (h,) or (h, c) for LSTM
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
@@ -49,13 +49,12 @@ class ModelConfig:
 
     def to_json(self) -> dict:
         """charrnn.model.ModelConfig's JSON, so that the PyTorch engine loads the checkpoint."""
-        return {"vocab_size": self.vocab_size, "cell": self.cell, "layers": self.layers, "hidden_size": self.hidden_size,
-                "embedding_size": self.embedding_size, "dropout": 0.0, "tie_weights": False}  # fmt: skip
+        return {**asdict(self), "dropout": 0.0, "tie_weights": False}
 
     @classmethod
     def from_json(cls, d: dict) -> "ModelConfig":
         if d.get("dropout", 0.0) or d.get("tie_weights", False):
-            raise CharRNNError("the reference engine has no dropout or tied weights: use --dropout 0 and no --tie-weights")
+            raise CharRNNError("the reference engine has no dropout or tied weights: use --dropout 0, no --tie-weights")
         return cls(**{k: d[k] for k in ("vocab_size", "cell", "layers", "hidden_size", "embedding_size") if k in d})
 
 

@@ -38,7 +38,8 @@ def check_config(config: TrainConfig, resume: bool) -> None:
     if resume:
         raise CharRNNError("--engine reference cannot --resume a run; start a new --out")
     if config.optimizer not in OPTIMIZERS:
-        raise CharRNNError(f"--engine reference has no --optimizer {config.optimizer}: choose one of {', '.join(OPTIMIZERS)}")
+        choices = ", ".join(OPTIMIZERS)
+        raise CharRNNError(f"--engine reference has no --optimizer {config.optimizer}: choose one of {choices}")
     if config.lr_schedule == "plateau":
         raise CharRNNError("--engine reference has no --lr-schedule plateau: choose constant, cosine or step")
     if config.device not in ("auto", "cpu"):
@@ -116,8 +117,9 @@ class ReferenceTrainer:
 
     def save(self, which: str) -> None:
         best = self.best_val if self.best_val < math.inf else None
-        meta = {"step": self.step, "epoch": self.epoch + self.batch_index / self.batches.num_batches,
-                "metrics": {"val_loss": self.last_val, "best_val_loss": best}, "train": self.config.to_json()}  # fmt: skip
+        epoch = self.epoch + self.batch_index / self.batches.num_batches
+        metrics = {"val_loss": self.last_val, "best_val_loss": best}
+        meta = {"step": self.step, "epoch": epoch, "metrics": metrics, "train": self.config.to_json()}
         save(self.out / which, self.model, self.vocab, meta)
 
     def evaluate_and_save(self) -> None:
@@ -146,7 +148,8 @@ class ReferenceTrainer:
                 if self.step % c.log_every == 0 or self.finished():
                     train_loss, losses = float(np.mean(losses)), []
                     if not math.isfinite(train_loss):
-                        raise CharRNNError(f"the loss became {train_loss} at step {self.step}; lower --lr or set --grad-clip")
+                        at = f"the loss became {train_loss} at step {self.step}"
+                        raise CharRNNError(f"{at}; lower --lr or set --grad-clip")
                     now = time.perf_counter()
                     cps = (self.step - step_log) * tokens / max(now - t_log, 1e-9)
                     t_log, step_log = now, self.step
