@@ -60,10 +60,8 @@ class Cell:
         # PyTorch's initialisation, U(-1/sqrt(H), 1/sqrt(H)) for every weight and bias
         # (nn.Linear's is the same with H inputs), so both engines start alike.
         k = 1.0 / np.sqrt(hidden_size)
-        G, E, H = self.gates * hidden_size, input_size, hidden_size
         for name, shape in self.shapes().items():
             setattr(self, name, rng.uniform(-k, k, shape).astype(dtype))
-        assert self.W_xh.shape == (G, E) and self.W_hh.shape == (G, H)
         self.reset()
 
     def shapes(self) -> dict[str, tuple[int, ...]]:

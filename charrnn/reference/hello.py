@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from charrnn.errors import CharRNNError
 from charrnn.reference.model import CharRNN, ModelConfig
 from charrnn.reference.optim import Adam
 from charrnn.vocab import Vocab
@@ -42,6 +43,8 @@ def scores(rnn, text: str) -> np.ndarray:
 def hello(hidden_size: int = 3, steps: int = 100, lr: float = 0.1, seed: int = 0) -> HelloResult:
     """Train a 1-layer vanilla RNN (4 -> hidden_size -> 4) on "hello", with full BPTT
     over its 4 steps, and return the output scores before and after."""
+    if steps < 1:
+        raise CharRNNError("--steps must be at least 1")
     config = ModelConfig(vocab_size=VOCAB.size, cell="rnn", layers=1, hidden_size=hidden_size, embedding_size=0)
     model = CharRNN(config, rng=seed)
     ids = VOCAB.encode(WORD)
