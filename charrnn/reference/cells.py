@@ -106,6 +106,8 @@ class RNN(Cell):
         return self.output(self.h)
 
     def forward(self, X: np.ndarray, state: State | None = None):
+        """The same equation for B sequences at once: X (B, T, E), state None (zeros) or
+        (h_0,) with h_0 (B, H). Returns all hidden states Hs (B, T, H), (h_T,) and the cache."""
         B, T, _ = X.shape
         h = self.zero_state(B)[0] if state is None else state[0]
         A = X @ self.W_xh.T + self.b_h  # (B, T, H): the input's part of every step, in one product
