@@ -30,13 +30,15 @@ import json
 import os
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-from safetensors.torch import load_file, save_file
+import numpy as np
 
 from charrnn.errors import CharRNNError
-from charrnn.model import CharRNN, ModelConfig
 from charrnn.vocab import Vocab
+
+if TYPE_CHECKING:  # torch is imported where used, so that the NumPy engine can read and write checkpoints without it
+    import torch
 
 FORMAT = "charrnn-checkpoint"
 VERSION = 1
@@ -48,19 +50,20 @@ def _fsync_file(path: Path) -> None:
         os.fsync(f.fileno())
 
 
-def save_checkpoint(folder: Path, weights: dict[str, torch.Tensor], meta: dict, trainer_state: dict | None = None) -> None:
-    """Atomically (re)write the checkpoint `folder`. `meta` must hold "model" and "vocab"."""
+def save_checkpoint(folder: Path, weights: dict, meta: dict, trainer_state: dict | None = None) -> None:
+    """Atomically (re)write the checkpoint `folder`. `meta` must hold "model" and "vocab".
+    `weights` maps names to torch tensors, or to NumPy arrays (the reference engine)."""
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = folder.parent / f".{folder.name}.tmp{os.getpid()}"
     old = folder.parent / f".{folder.name}.old"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    # Clone to plain contiguous CPU tensors: safetensors refuses shared storage (tied weights).
-    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in weights.items()}
-    save_file(tensors, str(tmp / WEIGHTS))
+    _save_weights(tmp / WEIGHTS, weights)
     (tmp / META).write_text(json.dumps({"format": FORMAT, "version": VERSION, **meta}, indent=1))
     if trainer_state is not None:
+        import torch
+
         torch.save(trainer_state, tmp / TRAINER)
     for name in os.listdir(tmp):
         _fsync_file(tmp / name)
@@ -71,6 +74,18 @@ def save_checkpoint(folder: Path, weights: dict[str, torch.Tensor], meta: dict, 
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.rename(tmp, folder)
+
+
+def _save_weights(path: Path, weights: dict) -> None:
+    if all(isinstance(v, np.ndarray) for v in weights.values()):
+        from safetensors.numpy import save_file as save_numpy
+
+        save_numpy({k: np.ascontiguousarray(v) for k, v in weights.items()}, str(path))
+        return
+    from safetensors.torch import save_file
+
+    # Clone to plain contiguous CPU tensors: safetensors refuses shared storage (tied weights).
+    save_file({k: v.detach().to("cpu").contiguous().clone() for k, v in weights.items()}, str(path))
 
 
 def resolve(path: str | Path, which: str = "best") -> Path:
@@ -108,11 +123,15 @@ def read_meta(folder: Path) -> dict:
 
 
 def load_weights(folder: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
     return load_file(str(Path(folder) / WEIGHTS), device="cpu")
 
 
 def load_model(path: str | Path, which: str = "best", device: str | torch.device = "cpu"):
     """Load (model, vocab, meta) from a run folder or checkpoint, on CPU unless told."""
+    from charrnn.model import CharRNN, ModelConfig
+
     folder = resolve(path, which)
     meta = read_meta(folder)
     model = CharRNN(ModelConfig.from_json(meta["model"]))
@@ -125,4 +144,6 @@ def load_trainer_state(folder: Path) -> dict:
     path = Path(folder) / TRAINER
     if not path.exists():
         raise CharRNNError(f"{folder} has no {TRAINER}, so it cannot be resumed")
+    import torch
+
     return torch.load(path, map_location="cpu", weights_only=True)

@@ -43,6 +43,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seq-len", type=int, default=256, help="characters per chunk; the state carries across chunks (default: 256)")
     p.add_argument("--device", default="cpu", help="where to run the model: cpu, cuda or mps (default: cpu)")
     p.add_argument("--cache-dir", default=None, help="folder for encoded corpora (default: $CHARRNN_CACHE or ~/.cache/charrnn)")
+
+    p = sub.add_parser("hello", help='the article\'s "hello" example, in the NumPy reference engine',
+                       description='Train a tiny vanilla RNN to predict "ello" from "hell" and print its scores before and after.')  # fmt: skip
+    p.add_argument("--hidden-size", type=int, default=3, help="hidden units of the RNN (default: 3, as in the article)")
+    p.add_argument("--steps", type=int, default=100, help="training steps of Adam (default: 100)")
+    p.add_argument("--lr", type=float, default=0.1, help="learning rate (default: 0.1)")
+    p.add_argument("--seed", type=int, default=0, help="random seed for the initial weights (default: 0)")
     return parser
 
 
@@ -110,6 +117,13 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def cmd_hello(args) -> int:
+    from charrnn.reference.hello import hello, report
+
+    print(report(hello(args.hidden_size, args.steps, args.lr, args.seed), args.hidden_size, args.lr))
+    return 0
+
+
 def reference_markdown() -> str:
     """Every subcommand and flag as Markdown tables: the README's CLI reference is this text."""
     lines = []
@@ -126,7 +140,7 @@ def reference_markdown() -> str:
     return "\n".join(lines)
 
 
-COMMANDS = {"train": cmd_train, "sample": cmd_sample, "eval": cmd_eval}
+COMMANDS = {"train": cmd_train, "sample": cmd_sample, "eval": cmd_eval, "hello": cmd_hello}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -29,6 +29,7 @@ from charrnn.vocab import Vocab
 
 OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd", "adagrad")
 SCHEDULES = ("constant", "cosine", "step", "plateau")
+ENGINES = ("torch", "reference")
 MAX_NAN_RETRIES = 3
 
 
@@ -60,6 +61,7 @@ class TrainConfig:
     threads: int = knob(0, "CPU threads for PyTorch; 0 = PyTorch's default (all cores)")
     seed: int = knob(1337, 'random seed for the initial weights and dropout')
     quiet: bool = knob(False, 'no progress bar')
+    engine: str = knob("torch", 'torch: PyTorch (fast, any device); reference: the NumPy engine of charrnn.reference (CPU, slower, the article\'s math written out)', choices=ENGINES)
 
     def validate(self) -> None:
         self.data.validate()
@@ -67,6 +69,8 @@ class TrainConfig:
             raise CharRNNError(f"unknown --optimizer {self.optimizer!r}: choose one of {', '.join(OPTIMIZERS)}")
         if self.lr_schedule not in SCHEDULES:
             raise CharRNNError(f"unknown --lr-schedule {self.lr_schedule!r}: choose one of {', '.join(SCHEDULES)}")
+        if self.engine not in ENGINES:
+            raise CharRNNError(f"unknown --engine {self.engine!r}: choose one of {', '.join(ENGINES)}")
         if self.device not in ("auto", "cpu", "cuda", "mps") and not self.device.startswith("cuda:"):
             raise CharRNNError(f"unknown --device {self.device!r}: choose auto, cpu, cuda or mps")
         for name in ("batch_size", "seq_len", "eval_every", "log_every"):
@@ -407,4 +411,8 @@ def read_run_config(out: str) -> dict:
 
 def train(config: TrainConfig, resume: bool = False) -> TrainResult:
     """Train a model as `config` says (continuing the run in config.out if `resume`)."""
+    if config.engine == "reference":
+        from charrnn.reference.train import train_reference
+
+        return train_reference(config, resume)
     return Trainer(config, resume).run()

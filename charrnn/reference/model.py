@@ -1,0 +1,167 @@
+"""The character model in NumPy: input -> a stack of cells -> scores -> softmax loss,
+and the backward pass through all of it.
+
+The article stacks RNNs by feeding one's output to the next, y = rnn2.step(rnn1.step(x)).
+Here the layers below the top one have no output layer of their own (output_size=0),
+so each passes its h up, as PyTorch's nn.RNN/LSTM/GRU do; the top cell's W_hy and b_y
+turn its h into the V scores of the next character:
+
+    x (B, T) ids -> X (B, T, E): 1-of-k (E = V) or rows of a learned embedding
+                 -> layers[0] ... layers[L-1]          each (B, T, H) hidden states
+                 -> logits = Hs @ W_hy.T + b_y        (B, T, V)
+                 -> loss = mean over B x T of -log softmax(logits)[target]
+
+State, as in charrnn.model: a tuple of (L, B, H) arrays, (h,) or (h, c) for LSTM.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from charrnn.config import knob
+from charrnn.errors import CharRNNError
+from charrnn.reference.cells import CELLS
+
+State = tuple[np.ndarray, ...]
+
+
+@dataclass
+class ModelConfig:
+    """The reference engine's share of charrnn.model.ModelConfig: the same names and meaning.
+    Dropout and tied weights are not part of the article's model, so it has neither."""
+
+    vocab_size: int = knob(65, "V, set from the corpus", flag=False)
+    cell: str = knob("lstm", "recurrent cell: rnn, lstm or gru", choices=tuple(CELLS))
+    layers: int = knob(2, "L: number of stacked recurrent layers")
+    hidden_size: int = knob(256, "H: hidden units per layer")
+    embedding_size: int = knob(64, "E: size of the learned character embedding; 0 = 1-of-k one-hot input")
+
+    def validate(self) -> None:
+        if self.cell not in CELLS:
+            raise CharRNNError(f"unknown --cell {self.cell!r}: choose one of {', '.join(CELLS)}")
+        for name in ("layers", "hidden_size", "vocab_size"):
+            if getattr(self, name) < 1:
+                raise CharRNNError(f"--{name.replace('_', '-')} must be at least 1")
+        if self.embedding_size < 0:
+            raise CharRNNError("--embedding-size must be 0 (one-hot) or positive")
+
+    def to_json(self) -> dict:
+        """charrnn.model.ModelConfig's JSON, so that the PyTorch engine loads the checkpoint."""
+        return {**asdict(self), "dropout": 0.0, "tie_weights": False}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "ModelConfig":
+        if d.get("dropout", 0.0) or d.get("tie_weights", False):
+            raise CharRNNError("the reference engine has no dropout or tied weights: use --dropout 0, no --tie-weights")
+        return cls(**{k: d[k] for k in ("vocab_size", "cell", "layers", "hidden_size", "embedding_size") if k in d})
+
+
+def cross_entropy(logits: np.ndarray, targets: np.ndarray) -> tuple[float, np.ndarray]:
+    """Mean softmax cross-entropy in nats over all B x T positions, and dLoss/dlogits.
+
+    With p = softmax(logits), the gradient of -log p[target] is p - onehot(target):
+    the scores are pushed down by how likely they were, the right one up by 1."""
+    V = logits.shape[-1]
+    z = logits.reshape(-1, V)
+    z = z - z.max(axis=1, keepdims=True)  # same softmax, no overflow
+    log_p = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    rows, y = np.arange(len(z)), targets.reshape(-1)
+    loss = -log_p[rows, y].mean()
+    dz = np.exp(log_p)
+    dz[rows, y] -= 1.0
+    return float(loss), (dz / len(z)).reshape(logits.shape)
+
+
+class CharRNN:
+    """The reference character model. Parameters are NumPy arrays, named in `params()`
+    as "embedding" and "layers.K.NAME" (NAME a cell's W_xh, W_hh, b_h, ..., W_hy, b_y)."""
+
+    def __init__(self, config: ModelConfig, rng=None, dtype=np.float64):
+        config.validate()
+        self.config = config
+        V, E, H, L = config.vocab_size, config.embedding_size, config.hidden_size, config.layers
+        rng = np.random.default_rng(rng)
+        self.embedding = rng.standard_normal((V, E)).astype(dtype) if E else None  # N(0, 1), as nn.Embedding
+        Cell = CELLS[config.cell]
+        self.layers = [Cell((E or V) if k == 0 else H, H, V if k == L - 1 else 0, rng, dtype) for k in range(L)]
+
+    @property
+    def top(self):
+        return self.layers[-1]
+
+    def params(self) -> dict[str, np.ndarray]:
+        out = {"embedding": self.embedding} if self.embedding is not None else {}
+        for k, layer in enumerate(self.layers):
+            out.update({f"layers.{k}.{name}": p for name, p in layer.params().items()})
+        return out
+
+    def init_state(self, batch_size: int) -> State:
+        c = self.config
+        n = 2 if c.cell == "lstm" else 1
+        return tuple(np.zeros((c.layers, batch_size, c.hidden_size), dtype=self.top.W_hh.dtype) for _ in range(n))
+
+    def embed(self, x: np.ndarray) -> np.ndarray:
+        """(B, T) ids -> (B, T, E) inputs: rows of the embedding, or of the identity (1-of-k)."""
+        if self.embedding is None:
+            return np.eye(self.config.vocab_size, dtype=self.top.W_hh.dtype)[x]
+        return self.embedding[x]
+
+    def forward(self, x: np.ndarray, state: State | None = None):
+        """x: (B, T) ids; state: None (zeros) or a tuple of (L, B, H). Returns (B, T, V) logits,
+        the final state, and the cache that `backward` needs."""
+        X = self.embed(x)
+        if state is None:
+            state = self.init_state(x.shape[0])
+        caches, finals = [], []
+        for k, layer in enumerate(self.layers):
+            X, final, cache = layer.forward(X, tuple(s[k] for s in state))
+            caches.append(cache)
+            finals.append(final)
+        logits = X @ self.top.W_hy.T + self.top.b_y
+        new_state = tuple(np.stack([f[i] for f in finals]) for i in range(len(state)))
+        return logits, new_state, (x, X, caches)
+
+    def backward(self, dlogits: np.ndarray, cache) -> dict[str, np.ndarray]:
+        """Gradients of every parameter (named as in `params()`) given dLoss/dlogits (B, T, V).
+        The final state's gradient is zero: training cuts the graph at each batch's end."""
+        x, Hs, caches = cache
+        V, L = dlogits.shape[-1], len(self.layers)
+        grads = {f"layers.{L - 1}.W_hy": dlogits.reshape(-1, V).T @ Hs.reshape(-1, Hs.shape[-1]),
+                 f"layers.{L - 1}.b_y": dlogits.sum(axis=(0, 1))}  # fmt: skip
+        dX = dlogits @ self.top.W_hy  # (B, T, H): into the top layer's hidden states
+        for k in reversed(range(L)):
+            dX, g = self.layers[k].backward(dX, caches[k])
+            grads.update({f"layers.{k}.{name}": v for name, v in g.items()})
+        if self.embedding is not None:
+            dE = np.zeros_like(self.embedding)
+            np.add.at(dE, x.reshape(-1), dX.reshape(-1, dX.shape[-1]))  # a character seen twice gets both
+            grads["embedding"] = dE
+        return grads
+
+    def loss(self, x: np.ndarray, y: np.ndarray, state: State | None = None):
+        """(loss, grads, final state) for inputs x and targets y, both (B, T) ids."""
+        logits, state, cache = self.forward(x, state)
+        loss, dlogits = cross_entropy(logits, y)
+        return loss, self.backward(dlogits, cache), state
+
+    def step(self, x: np.ndarray, state: State | None = None):
+        """One time step for a batch: x (B,) ids -> (B, V) logits and the next state."""
+        logits, state, _ = self.forward(x[:, None], state)
+        return logits[:, 0], state
+
+
+class Stepper:
+    """The reference engine as a sampling.generate() stepper (see charrnn.sampling)."""
+
+    def __init__(self, model: CharRNN):
+        self.model, self.state = model, None
+
+    def prime(self, ids: np.ndarray) -> np.ndarray:
+        logits, self.state, _ = self.model.forward(ids)
+        return logits[:, -1].astype(np.float64)
+
+    def step(self, ids: np.ndarray) -> np.ndarray:
+        logits, self.state = self.model.step(ids, self.state)
+        return logits.astype(np.float64)
