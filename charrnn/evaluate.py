@@ -19,10 +19,19 @@ from charrnn.errors import CharRNNError
 from charrnn.model import loss_fn
 
 
-@torch.no_grad()
 def evaluate(model, ids: np.ndarray, batch_size: int, seq_len: int, max_chars: int = 0, device="cpu") -> tuple[float, int]:
     """Mean cross-entropy (nats) over (the first max_chars + 1 of) `ids`, and how many
     characters were scored. Each stream's first character has no history and is not scored."""
+    total, n = score(model, ids, batch_size, seq_len, max_chars, device)
+    return total / n, n
+
+
+@torch.no_grad()
+def score(model, ids: np.ndarray, batch_size: int, seq_len: int, max_chars: int = 0, device="cpu",
+          shard: tuple[int, int] = (0, 1)) -> tuple[float, int]:  # fmt: skip
+    """Summed cross-entropy (nats) and number of characters scored, as `evaluate`, over
+    the streams of shard (k, K) only: the k-th of K near-equal parts of the B streams, so
+    that K ranks can share the work and add up their sums (some parts may be empty)."""
     if max_chars:
         ids = ids[: max_chars + 1]
     n = len(ids) - 1  # characters that have a predecessor
@@ -30,16 +39,17 @@ def evaluate(model, ids: np.ndarray, batch_size: int, seq_len: int, max_chars: i
         raise CharRNNError("the text is too short to score: it needs at least 2 characters")
     B = max(1, min(batch_size, n // seq_len))
     L = n // B  # stream length; the last n - B*L (< B) characters are not scored
+    mine = np.array_split(np.arange(B), shard[1])[shard[0]]  # this shard's streams
     was_training = model.training
     model.eval()
-    total, state, rows = torch.zeros((), dtype=torch.float64), None, np.arange(B)[:, None] * L
-    for start in range(0, L, seq_len):
+    total, state, rows = torch.zeros((), dtype=torch.float64), None, mine[:, None] * L
+    for start in range(0, L if len(mine) else 0, seq_len):
         t = min(seq_len, L - start)
         chunk = torch.from_numpy(np.asarray(ids[rows + start + np.arange(t + 1)], dtype=np.int64)).to(device)
         logits, state = model(chunk[:, :-1], state)
         total += loss_fn(logits.float(), chunk[:, 1:], reduction="sum").double().cpu()
     model.train(was_training)
-    return total.item() / (B * L), B * L
+    return total.item(), len(mine) * L
 
 
 @dataclass
