@@ -77,8 +77,9 @@ def cmd_train(args, argv: list[str]) -> int:
     if not result.is_main:
         return 0
     if result.interrupted:
+        how = " --nproc N (any N that divides --batch-size)" if launched() else ""
         print(f"Stopped at step {result.step}; saved {result.out / 'last'}. "
-              f"Resume with: charrnn train --out {result.out} --resume", file=sys.stderr)  # fmt: skip
+              f"Resume with: charrnn train --out {result.out} --resume{how}", file=sys.stderr)  # fmt: skip
         return 0
     val = f", validation loss {result.val_loss:.4f} nats ({result.val_loss / math.log(2):.4f} bpc)" if result.val_loss else ""
     print(f"Trained {result.step} steps{val}. Sample with: charrnn sample {result.out}", file=sys.stderr)

@@ -30,6 +30,7 @@ had a rank with its number, that rank's generator state (see `restore_rng`).
 from __future__ import annotations
 
 import os
+import re
 import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -43,6 +44,8 @@ from torch.nn.parallel import DistributedDataParallel
 from charrnn.errors import CharRNNError
 
 State = tuple[torch.Tensor, ...]
+# How gloo and NCCL word a lost peer or a timeout, in the RuntimeErrors they raise.
+COMM_FAILURE = re.compile(r"gloo|nccl|connection (reset|closed)|timed out|timeout|broken pipe", re.IGNORECASE)
 
 
 def launched() -> bool:
@@ -214,11 +217,15 @@ class Dist:
 
     @contextmanager
     def errors(self):
-        """Turn a failed collective (a rank died, or stalled past the timeout) into a one-line error."""
+        """Turn a failed collective (a rank died, or stalled past the timeout) into a one-line error.
+
+        Collectives raise DistError, but DDP's gradient all-reduce inside backward raises a
+        plain RuntimeError from gloo or NCCL, recognised here by its words.
+        """
         try:
             yield
-        except dist.DistError as e:
-            if not self.active:
+        except (dist.DistError, RuntimeError) as e:
+            if not self.active or not (isinstance(e, dist.DistError) or COMM_FAILURE.search(str(e))):
                 raise
             why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise CharRNNError(
