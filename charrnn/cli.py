@@ -67,6 +67,7 @@ def cmd_train(args, argv: list[str]) -> int:
 
     config = train_config_from_args(args)
     if config.nproc and not launched():
+        config.validate()  # a bad flag fails here, once, rather than in each of nproc workers
         # Become torchrun, which starts nproc copies of this same command (where --nproc is
         # ignored). exec, not a child: Ctrl-C and SIGTERM then reach torchrun, which forwards them.
         cmd = launch_command(config.nproc, argv[argv.index("train") + 1 :])

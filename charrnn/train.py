@@ -61,7 +61,7 @@ class TrainConfig:
     threads: int = knob(0, "CPU threads for PyTorch; 0 = PyTorch's default (all cores)")
     seed: int = knob(1337, 'random seed for the initial weights and dropout')
     quiet: bool = knob(False, 'no progress bar')
-    nproc: int = knob(0, 'train data-parallel on this many processes of this machine, launched with torchrun (one per GPU, or CPU processes with gloo); --batch-size is the global batch and must be a multiple; 0 = one plain process; ignored inside torchrun. Several machines: docs/distributed.md')
+    nproc: int = knob(0, 'train data-parallel on this many local processes, started by torchrun (one per GPU with nccl, or on CPU with gloo); --batch-size stays the global batch and must be a multiple; 0 = one plain process; not saved with the run. Several machines: docs/distributed.md')
     dist_timeout: float = knob(600.0, 'distributed: seconds a rank waits for the others in a collective before the run stops with an error')
 
     def validate(self) -> None:
