@@ -21,7 +21,7 @@ import torch
 from charrnn import checkpoint as ckpt
 from charrnn.data import DataConfig, StreamBatches, load_corpus
 from charrnn.config import apply, knob
-from charrnn.distributed import Dist
+from charrnn.distributed import Dist, launched
 from charrnn.errors import CharRNNError
 from charrnn.evaluate import score
 from charrnn.model import CharRNN, ModelConfig, detach_state, loss_fn
@@ -423,6 +423,9 @@ def train(config: TrainConfig, resume: bool = False) -> TrainResult:
     Under torchrun this process is one rank of a data-parallel run (distributed.py);
     --nproc, which starts torchrun, is the CLI's job (cli.py).
     """
+    if config.nproc and not launched():
+        raise CharRNNError("--nproc starts torchrun from the command line (charrnn train --nproc N); "
+                           "from Python, run your script under torchrun instead")  # fmt: skip
     dist = Dist.from_env(config.device, config.dist_timeout)
     try:
         with dist.errors():

@@ -254,6 +254,9 @@ def test_rows_split_the_streams_and_need_a_multiple():
         Dist(rank=0, world_size=3).rows(4)
     with pytest.raises(CharRNNError, match="--nproc"):
         TrainConfig(batch_size=4, nproc=3, max_steps=1).validate()
+    if "RANK" not in os.environ:
+        with pytest.raises(CharRNNError, match="torchrun"):
+            train(TrainConfig(batch_size=4, nproc=2, max_steps=1))
     state = (torch.arange(2 * 6 * 3).reshape(2, 6, 3),)
     assert torch.equal(Dist(rank=1, world_size=3).take_rows(state, 6)[0], state[0][:, 2:4])
 
