@@ -427,8 +427,9 @@ def train(config: TrainConfig, resume: bool = False) -> TrainResult:
         raise CharRNNError("--nproc starts torchrun from the command line (charrnn train --nproc N); "
                            "from Python, run your script under torchrun instead")  # fmt: skip
     dist = Dist.from_env(config.device, config.dist_timeout)
-    try:
-        with dist.errors():
-            return Trainer(config, resume, dist).run()
-    finally:
-        dist.close()
+    with dist.errors():
+        result = Trainer(config, resume, dist).run()
+    # Only after success: with a rank gone, tearing the group down may itself block
+    # (NCCL), and the process is about to exit anyway.
+    dist.close()
+    return result
