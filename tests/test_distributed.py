@@ -52,8 +52,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def make_config(tmp: Path, out: str, **kw) -> TrainConfig:
-    model = ModelConfig(cell="lstm", layers=2, hidden_size=16, embedding_size=8, dropout=0.0)
+def make_config(tmp: Path, out: str, dropout: float = 0.0, **kw) -> TrainConfig:
+    model = ModelConfig(cell="lstm", layers=2, hidden_size=16, embedding_size=8, dropout=dropout)
     data = DataConfig(data=str(tmp / "corpus.txt"), cache_dir=str(tmp / "cache"))
     defaults = dict(out=str(tmp / out), data=data, model=model, batch_size=4, seq_len=16, lr=1e-2, max_steps=K,
                     max_epochs=0, eval_every=3, log_every=1, eval_chars=2000, device="cpu", quiet=True, threads=1)  # fmt: skip
@@ -148,10 +148,14 @@ def assert_same_run(out: str, ref: str) -> None:
 @pytest.fixture(scope="module")
 def runs(tmp) -> dict:
     """One-process references (K steps; 2K steps without a stop) and the 2-rank runs:
-    K steps from scratch, and the K-step reference resumed on 2 ranks up to 2K."""
+    K steps from scratch, the K-step reference resumed on 2 ranks up to 2K, and with
+    dropout, 2K steps without a stop and K steps resumed up to 2K."""
     saves = {"ref_k": run_one(make_config(tmp, "ref_k")), "ref_2k": run_one(make_config(tmp, "ref_2k", max_steps=2 * K))}
     shutil.copytree(tmp / "ref_k", tmp / "one_then_two")
-    jobs = [(make_config(tmp, "two"), False), (make_config(tmp, "one_then_two", max_steps=2 * K), True)]
+    jobs = [(make_config(tmp, "two"), False), (make_config(tmp, "one_then_two", max_steps=2 * K), True),
+            (make_config(tmp, "drop_2k", dropout=0.3, max_steps=2 * K), False),
+            (make_config(tmp, "drop_k_2k", dropout=0.3), False),
+            (make_config(tmp, "drop_k_2k", dropout=0.3, max_steps=2 * K), True)]  # fmt: skip
     per_rank = run_ranks(tmp, jobs)
     saves |= {"two": per_rank[0][0], "two_rank1": per_rank[1][0]}
     return saves
@@ -174,6 +178,13 @@ def test_resume_two_ranks_on_one(tmp, runs):
 
 def test_resume_one_process_on_two_ranks(tmp, runs):
     assert_same_run(str(tmp / "one_then_two"), str(tmp / "ref_2k"))
+
+
+def test_resume_on_as_many_ranks_restores_each_ranks_dropout_stream(tmp, runs):
+    assert_same_run(str(tmp / "drop_k_2k"), str(tmp / "drop_2k"))
+    # and the two ranks did draw different masks: rank 1 has its own stream
+    rng = ckpt.load_trainer_state(tmp / "drop_2k" / "last")["rng_ranks"]
+    assert not torch.equal(rng[0]["cpu"], rng[1]["cpu"])
 
 
 # -- the CLI through torchrun: signals and a dead rank ------------------------------------
