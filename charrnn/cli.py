@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 
 from charrnn import config as cfg
@@ -67,14 +68,26 @@ def train_config_from_args(args: argparse.Namespace):
     return config
 
 
-def cmd_train(args) -> int:
+def cmd_train(args, argv: list[str]) -> int:
+    from charrnn.distributed import launch_command, launched
     from charrnn.train import train
 
     config = train_config_from_args(args)
+    if config.nproc and not launched():
+        config.validate()  # a bad flag fails here, once, rather than in each of nproc workers
+        # Become torchrun, which starts nproc copies of this same command (where --nproc is
+        # ignored). exec, not a child: Ctrl-C and SIGTERM then reach torchrun, which forwards them.
+        cmd = launch_command(config.nproc, argv[argv.index("train") + 1 :])
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.execv(cmd[0], cmd)
     result = train(config, resume=args.resume)
+    if not result.is_main:
+        return 0
     if result.interrupted:
+        how = " --nproc N (any N that divides --batch-size)" if launched() else ""
         print(f"Stopped at step {result.step}; saved {result.out / 'last'}. "
-              f"Resume with: charrnn train --out {result.out} --resume", file=sys.stderr)  # fmt: skip
+              f"Resume with: charrnn train --out {result.out} --resume{how}", file=sys.stderr)  # fmt: skip
         return 0
     val = f", validation loss {result.val_loss:.4f} nats ({result.val_loss / math.log(2):.4f} bpc)" if result.val_loss else ""
     print(f"Trained {result.step} steps{val}. Sample with: charrnn sample {result.out}", file=sys.stderr)
@@ -144,9 +157,10 @@ COMMANDS = {"train": cmd_train, "sample": cmd_sample, "eval": cmd_eval, "hello":
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
     try:
-        return COMMANDS[args.command](args)
+        return cmd_train(args, argv) if args.command == "train" else COMMANDS[args.command](args)
     except CharRNNError as e:
         print(f"charrnn {args.command}: error: {e}", file=sys.stderr)
         return 2

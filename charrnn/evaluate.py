@@ -19,10 +19,19 @@ from charrnn.errors import CharRNNError
 from charrnn.model import loss_fn
 
 
-@torch.no_grad()
 def evaluate(model, ids: np.ndarray, batch_size: int, seq_len: int, max_chars: int = 0, device="cpu") -> tuple[float, int]:
     """Mean cross-entropy (nats) over (the first max_chars + 1 of) `ids`, and how many
     characters were scored: all but the first, which has nothing to be predicted from."""
+    total, n = score(model, ids, batch_size, seq_len, max_chars, device)
+    return total / n, n
+
+
+@torch.no_grad()
+def score(model, ids: np.ndarray, batch_size: int, seq_len: int, max_chars: int = 0, device="cpu",
+          shard: tuple[int, int] = (0, 1)) -> tuple[float, int]:  # fmt: skip
+    """Summed cross-entropy (nats) and number of characters scored, as `evaluate`, over
+    the streams of shard (k, K) only: the k-th of K near-equal parts of the B streams, so
+    that K ranks can share the work and add up their sums (some parts may be empty)."""
     if max_chars:
         ids = ids[: max_chars + 1]
     n = len(ids) - 1  # characters that have a predecessor
@@ -30,22 +39,27 @@ def evaluate(model, ids: np.ndarray, batch_size: int, seq_len: int, max_chars: i
         raise CharRNNError("the text is too short to score: it needs at least 2 characters")
     B = max(1, min(batch_size, n // seq_len))
     L = n // B  # stream length
+    mine = np.array_split(np.arange(B), shard[1])[shard[0]]  # this shard's streams
+    if len(mine) == 0:
+        return 0.0, 0
     was_training = model.training
     model.eval()
-    total, state, rows = torch.zeros((), dtype=torch.float64), None, np.arange(B)[:, None] * L
+    total, state, rows = torch.zeros((), dtype=torch.float64), None, mine[:, None] * L
     for start in range(0, L, seq_len):
         t = min(seq_len, L - start)
         chunk = torch.from_numpy(np.asarray(ids[rows + start + np.arange(t + 1)], dtype=np.int64)).to(device)
         logits, state = model(chunk[:, :-1], state)
         total += loss_fn(logits.float(), chunk[:, 1:], reduction="sum").double().cpu()
+    count = len(mine) * L
     rest = n - B * L  # < B characters past the last stream: they continue it, so score them from its state
-    if rest:
-        last = tuple(s[:, B - 1 :] for s in state)
+    if rest and mine[-1] == B - 1:
+        last = tuple(s[:, -1:] for s in state)
         chunk = torch.from_numpy(np.asarray(ids[B * L : n + 1], dtype=np.int64))[None].to(device)
         logits, _ = model(chunk[:, :-1], last)
         total += loss_fn(logits.float(), chunk[:, 1:], reduction="sum").double().cpu()
+        count += rest
     model.train(was_training)
-    return total.item() / n, n
+    return total.item(), count
 
 
 @dataclass

@@ -21,8 +21,9 @@ import torch
 from charrnn import checkpoint as ckpt
 from charrnn.data import DataConfig, StreamBatches, load_corpus
 from charrnn.config import apply, knob
+from charrnn.distributed import Dist, launched
 from charrnn.errors import CharRNNError
-from charrnn.evaluate import evaluate
+from charrnn.evaluate import score
 from charrnn.model import CharRNN, ModelConfig, detach_state, loss_fn
 from charrnn.progress import Progress
 from charrnn.vocab import Vocab
@@ -62,6 +63,8 @@ class TrainConfig:
     seed: int = knob(1337, 'random seed for the initial weights and dropout')
     quiet: bool = knob(False, 'no progress bar')
     engine: str = knob("torch", 'torch: PyTorch (fast, any device); reference: the NumPy engine of charrnn.reference (CPU, slower, the article\'s math written out)', choices=ENGINES)
+    nproc: int = knob(0, 'train data-parallel on this many local processes, started by torchrun (one per GPU with nccl, or on CPU with gloo); --batch-size stays the global batch and must be a multiple; 0 = one plain process; not saved with the run. Several machines: docs/distributed.md')
+    dist_timeout: float = knob(600.0, 'distributed: seconds a rank waits for the others in a collective before the run stops with an error')
 
     def validate(self) -> None:
         self.data.validate()
@@ -80,6 +83,10 @@ class TrainConfig:
             raise CharRNNError("--lr must be positive")
         if not (self.max_steps or self.max_epochs or self.max_time):
             raise CharRNNError("give at least one of --max-steps, --max-epochs or --max-time")
+        if self.nproc < 0 or (self.nproc and self.batch_size % self.nproc):
+            raise CharRNNError(f"--nproc must be 0 or a positive divisor of --batch-size {self.batch_size}, not {self.nproc}")
+        if not self.dist_timeout > 0:
+            raise CharRNNError("--dist-timeout must be positive")
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -99,6 +106,7 @@ class TrainResult:
     val_loss: float | None
     best_val_loss: float | None
     interrupted: bool = False
+    is_main: bool = True  # rank 0 (or the only process): the one that reports
 
 
 def pick_device(name: str) -> torch.device:
@@ -145,27 +153,33 @@ def schedule_factor(config: TrainConfig, step: int, progress: float, steps_per_e
 
 
 class Trainer:
-    def __init__(self, config: TrainConfig, resume: bool = False):
+    """Trains one process's share: all of it alone, or its rows of each batch as one rank
+    of a `Dist` group (see distributed.py), where every rank runs this same code."""
+
+    def __init__(self, config: TrainConfig, resume: bool = False, dist: Dist | None = None):
         config.validate()
-        self.config, self.out = config, Path(config.out)
+        self.config, self.out, self.dist = config, Path(config.out), dist or Dist()
         if not resume and ckpt.has_checkpoint(self.out):
             raise CharRNNError(f"{self.out} already holds a run; pass --resume to continue it or choose another --out")
         if config.threads:
             torch.set_num_threads(config.threads)
-        self.device = pick_device(config.device)
+        self.device = self.dist.device or pick_device(config.device)
         saved = ckpt.read_meta(ckpt.resolve(self.out, "last")) if resume else None
         vocab = Vocab.from_json(saved["vocab"]) if saved else None
         corpus = load_corpus(config.data, vocab)
         self.vocab = corpus.vocab
         train_ids, val_ids, _ = corpus.split(config.data.val_fraction, config.data.test_fraction)
         self.batches = StreamBatches(train_ids, config.batch_size, config.seq_len)
+        self.rows = self.dist.rows(config.batch_size)  # this rank's streams: rows [start, end) of each batch
         self.val_ids = val_ids
         config.model.vocab_size = self.vocab.size
         torch.manual_seed(config.seed)
         self.model = CharRNN(config.model).to(self.device)
+        self.net = self.dist.wrap(self.model)  # what the training step runs: the model, or DDP around it
+        self.dist.seed_rank(config.seed)
         self.optimizer = make_optimizer(config, self.model.parameters())
         self.step = self.batch_index = self.epoch = 0
-        self.state = None  # hidden state carried between batches (TBPTT)
+        self.state = None  # hidden state of this rank's streams, carried between batches (TBPTT)
         self.lr_scale = 1.0  # halved on each NaN roll-back
         self.plateau = {"best": math.inf, "bad": 0, "factor": 1.0}
         self.best_val, self.last_val, self.elapsed, self.nan_retries = math.inf, None, 0.0, 0
@@ -176,12 +190,15 @@ class Trainer:
     # -- state that survives a crash -------------------------------------------------
 
     def state_dict(self) -> dict:
+        """Everything to continue from (all ranks call it: it gathers the hidden state and RNGs)."""
+        hidden = self.dist.gather_rows(self.state)  # (L, B, H) each: all streams, whatever N is
         return {
             "optimizer": self.optimizer.state_dict(),
             "step": self.step, "epoch": self.epoch, "batch_index": self.batch_index,
-            "hidden": [s.cpu() for s in self.state] if self.state is not None else [],
+            "hidden": [s.cpu() for s in hidden] if hidden is not None else [],
             "rng_cpu": torch.get_rng_state(),
             "rng_cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
+            "rng_ranks": self.dist.gather_rng(), "world_size": self.dist.world_size,
             "lr_scale": self.lr_scale, "plateau": dict(self.plateau), "best_val": self.best_val,
             "elapsed": self.elapsed, "nan_retries": self.nan_retries,
         }  # fmt: skip
@@ -190,10 +207,11 @@ class Trainer:
         self.model.load_state_dict(weights)
         self.optimizer.load_state_dict(d["optimizer"])
         self.step, self.epoch, self.batch_index = d["step"], d["epoch"], d["batch_index"]
-        self.state = tuple(s.to(self.device) for s in d["hidden"]) or None
+        self.state = self.dist.take_rows(tuple(s.to(self.device) for s in d["hidden"]) or None, self.config.batch_size)
         torch.set_rng_state(d["rng_cpu"])
-        if d["rng_cuda"] and self.device.type == "cuda":
+        if d["rng_cuda"] and self.device.type == "cuda" and not self.dist.active:
             torch.cuda.set_rng_state_all(d["rng_cuda"])
+        self.dist.restore_rng(d.get("rng_ranks", []), self.config.seed, self.step)
         self.lr_scale, self.plateau, self.best_val = d["lr_scale"], dict(d["plateau"]), d["best_val"]
         self.elapsed, self.nan_retries = d["elapsed"], d["nan_retries"]
 
@@ -210,8 +228,9 @@ class Trainer:
         }  # fmt: skip
 
     def save(self, which: str) -> None:
-        trainer = self.state_dict() if which == "last" else None
-        ckpt.save_checkpoint(self.out / which, self.model.state_dict(), self.meta(), trainer)
+        trainer = self.state_dict() if which == "last" else None  # on every rank: it gathers
+        if self.dist.is_main:
+            ckpt.save_checkpoint(self.out / which, self.model.state_dict(), self.meta(), trainer)
 
     # -- the loop ----------------------------------------------------------------------
 
@@ -236,10 +255,10 @@ class Trainer:
         """One optimizer step on the next batch; returns the (detached) loss in nats."""
         if self.batch_index == self.batches.num_batches:  # epoch boundary: streams restart
             self.epoch, self.batch_index, self.state = self.epoch + 1, 0, None
-        x, y = self.batches.get(self.batch_index)
+        x, y = self.batches.get(self.batch_index, *self.rows)  # (b, T): this rank's streams
         x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
         self.model.train()
-        logits, state = self.model(x, self.state)
+        logits, state = self.net(x, self.state)
         loss = loss_fn(logits, y)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -255,9 +274,12 @@ class Trainer:
         if len(self.val_ids) < 2:
             return None
         c = self.config
-        loss, _ = evaluate(self.model, self.val_ids, c.batch_size, c.seq_len, c.eval_chars, self.device)
-        self.last_val = loss
-        return loss
+        # Sharded: each rank scores its share of the validation streams; sums are then all-reduced.
+        shard = (self.dist.rank, self.dist.world_size)
+        total, n = score(self.model, self.val_ids, c.batch_size, c.seq_len, c.eval_chars, self.device, shard)
+        total, n = self.dist.reduce([total, n])
+        self.last_val = total / n
+        return self.last_val
 
     def on_plateau(self, val: float) -> None:
         p = self.plateau
@@ -289,6 +311,8 @@ class Trainer:
         self.log({"step": step, "event": "nan", "loss": str(loss), "rolled_back_to": self.step, "lr_scale": scale})
 
     def log(self, record: dict) -> None:
+        if not self.dist.is_main:
+            return
         with open(self.out / "metrics.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
 
@@ -310,22 +334,25 @@ class Trainer:
         self.out.mkdir(parents=True, exist_ok=True)
         c = self.config
         good, last_eval, train_loss = self.snapshot(), self.step, math.nan
-        window = _Window(self.device, c.batch_size * c.seq_len)
-        bar = Progress(self, enabled=not c.quiet)
+        window = _Window(self.device, c.batch_size * c.seq_len, self.dist)
+        bar = Progress(self, enabled=not c.quiet and self.dist.is_main)
         handlers = self._catch_signals()
         try:
-            while not self.finished() and self.stop_signal is None:
+            stop = self.should_stop()
+            while not stop:
                 t = time.perf_counter()
                 window.add(self.train_step())
                 self.elapsed += window.took(t)
-                due_log = self.step % c.log_every == 0 or self.finished()
+                stop = self.should_stop()
+                due_log = self.step % c.log_every == 0 or stop
                 due_eval = self.step % c.eval_every == 0
                 if not (due_log or due_eval):
                     continue
                 # Read the loss before anything is saved, so no checkpoint or snapshot holds NaNs.
-                train_loss, cps = window.read()
+                train_loss, cps = window.read()  # the global mean over all B x T characters
                 if not math.isfinite(train_loss):
                     self.roll_back(good, self.step, train_loss)
+                    stop = self.should_stop()
                     continue
                 if due_log:
                     self.log({"step": self.step, "epoch": round(self.step / self.batches.num_batches, 4),
@@ -337,13 +364,24 @@ class Trainer:
                     self.elapsed += time.perf_counter() - t  # the time budget includes evaluation
                     good, last_eval = self.snapshot(), self.step
                 bar.update(train_loss, cps, self.last_val)
-            if self.step != last_eval or not (self.out / "last").exists():
+            if self.step != last_eval or not self.dist.main_says((self.out / "last").exists()):
                 self.evaluate_and_save(scheduled=False)
         finally:
             bar.close()
             self._restore_signals(handlers)
         best = self.best_val if self.best_val < math.inf else None
-        return TrainResult(self.out, self.step, train_loss, self.last_val, best, self.stop_signal is not None)
+        return TrainResult(self.out, self.step, train_loss, self.last_val, best, self.stop_signal is not None, self.dist.is_main)
+
+    def should_stop(self) -> bool:
+        """Whether to stop now; all ranks agree, so they stop after the same step.
+
+        A signal may reach one rank only, and a --max-time budget runs out at slightly
+        different moments on each rank: the max over ranks settles both.
+        """
+        signum, done = self.dist.reduce([self.stop_signal or 0, self.finished()], op="max")
+        if signum and self.stop_signal is None:
+            self.stop_signal = int(signum)  # another rank was signalled
+        return bool(signum or done)
 
     def _catch_signals(self):
         def handler(signum, frame):
@@ -363,8 +401,8 @@ class _Window:
     """Training loss and speed since the last read. The loss stays on the device until
     read, so logging does not force a GPU sync at every step."""
 
-    def __init__(self, device: torch.device, chars_per_step: int):
-        self.chars_per_step, self.zero = chars_per_step, torch.zeros((), device=device)
+    def __init__(self, device: torch.device, chars_per_step: int, dist: Dist):
+        self.chars_per_step, self.zero, self.dist = chars_per_step, torch.zeros((), device=device), dist
         self.loss, self.steps, self.seconds = self.zero.clone(), 0, 0.0
 
     def add(self, loss: torch.Tensor) -> None:
@@ -379,7 +417,7 @@ class _Window:
     def read(self) -> tuple[float, float]:
         """(mean loss in nats, training chars/s) over the window, and start a new one."""
         t = time.perf_counter()
-        loss = (self.loss / self.steps).item()  # on a GPU this waits for the queued steps: count it
+        loss = self.dist.mean(self.loss / self.steps).item()  # on a GPU this waits for the queued steps: count it
         self.seconds += time.perf_counter() - t
         cps = self.steps * self.chars_per_step / max(self.seconds, 1e-9)
         self.loss, self.steps, self.seconds = self.zero.clone(), 0, 0.0
@@ -388,8 +426,9 @@ class _Window:
 
 # What --resume may change: when and how long to train, where and how verbosely.
 # Everything else would make the continued run a different run.
+# The number of processes may change too: streams and hidden state are re-split (distributed.py).
 RESUME_CHANGEABLE = {"max_steps", "max_epochs", "max_time", "eval_every", "eval_chars", "log_every",
-                     "device", "threads", "quiet", "data", "cache_dir"}  # fmt: skip
+                     "device", "threads", "quiet", "data", "cache_dir", "nproc", "dist_timeout"}  # fmt: skip
 
 
 def resumed_config(out: str, given: dict) -> TrainConfig:
@@ -410,9 +449,22 @@ def read_run_config(out: str) -> dict:
 
 
 def train(config: TrainConfig, resume: bool = False) -> TrainResult:
-    """Train a model as `config` says (continuing the run in config.out if `resume`)."""
+    """Train a model as `config` says (continuing the run in config.out if `resume`).
+
+    Under torchrun this process is one rank of a data-parallel run (distributed.py);
+    --nproc, which starts torchrun, is the CLI's job (cli.py).
+    """
     if config.engine == "reference":
         from charrnn.reference.train import train_reference
 
         return train_reference(config, resume)
-    return Trainer(config, resume).run()
+    if config.nproc and not launched():
+        raise CharRNNError("--nproc starts torchrun from the command line (charrnn train --nproc N); "
+                           "from Python, run your script under torchrun instead")  # fmt: skip
+    dist = Dist.from_env(config.device, config.dist_timeout)
+    with dist.errors():
+        result = Trainer(config, resume, dist).run()
+    # Only after success: with a rank gone, tearing the group down may itself block
+    # (NCCL), and the process is about to exit anyway.
+    dist.close()
+    return result
