@@ -19,6 +19,7 @@ DESCRIPTION = "Character-level RNN, LSTM and GRU language models: train on any t
 def build_parser() -> argparse.ArgumentParser:
     from charrnn.sampling import SampleConfig
     from charrnn.train import TrainConfig
+    from charrnn.viz import VizConfig
 
     parser = argparse.ArgumentParser(prog="charrnn", description=DESCRIPTION)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -43,6 +44,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seq-len", type=int, default=256, help="characters per chunk; the state carries across chunks (default: 256)")
     p.add_argument("--device", default="cpu", help="where to run the model: cpu, cuda or mps (default: cpu)")
     p.add_argument("--cache-dir", default=None, help="folder for encoded corpora (default: $CHARRNN_CACHE or ~/.cache/charrnn)")
+
+    p = sub.add_parser("viz", help="an HTML report of neuron activations and predictions on a text",
+                       description="Write one self-contained HTML file: the text coloured by a neuron's activation, "
+                                   "neurons ranked, and the model's top-5 guesses at every character.")  # fmt: skip
+    p.add_argument("run", help="a run folder (its best checkpoint) or a checkpoint folder")
+    p.add_argument("--checkpoint", choices=("best", "last"), default="best", help="which checkpoint of a run folder (default: best)")
+    p.add_argument("--device", default="cpu", help="where to run the model: cpu, cuda or mps (default: cpu)")
+    cfg.add_flags(p, VizConfig)
+
+    p = sub.add_parser("plot", help="a PNG of training and validation loss curves",
+                       description="Plot bits per character against step and against training time, from metrics.jsonl.")  # fmt: skip
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run folders; several are drawn on one plot for comparison")
+    p.add_argument("--out", default="curve.png", help="where to write the PNG (default: curve.png)")
+    p.add_argument("--title", default=None, help="the plot's title (default: the run names)")
     return parser
 
 
@@ -110,7 +125,25 @@ def cmd_eval(args) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "sample": cmd_sample, "eval": cmd_eval}
+def cmd_viz(args) -> int:
+    from charrnn.viz import VizConfig, viz
+
+    config = VizConfig()
+    cfg.apply(config, vars(args))
+    out = viz(args.run, config, args.checkpoint, args.device)
+    print(f"Wrote {out}; open it in a browser.", file=sys.stderr)
+    return 0
+
+
+def cmd_plot(args) -> int:
+    from charrnn.plot import plot_runs
+
+    out = plot_runs(args.runs, args.out, args.title)
+    print(f"Wrote {out}", file=sys.stderr)
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "sample": cmd_sample, "eval": cmd_eval, "viz": cmd_viz, "plot": cmd_plot}
 
 
 def main(argv: list[str] | None = None) -> int:
