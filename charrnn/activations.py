@@ -142,14 +142,17 @@ def trace_payload(tr: Trace, vocab: Vocab) -> dict:
     """Everything the renderer needs, as JSON-ready data.
 
     groups[g].data is base64 float32 of shape (H, T), neuron-major, so the browser
-    views one neuron's T values without copying. top_ids/top_probs are (T, TOP_K),
-    the next-character guesses after each position.
+    views one neuron's T values without copying. top_ids/top_probs are (T + 1, TOP_K):
+    row t holds the guesses for character t (row 0 only when has_first, i.e. a
+    context predicted it), row t + 1 the guesses made after reading it.
     """
     K, L, T, H = tr.acts.shape
     labels = position_labels(vocab, tr.ids)
     scores = rank_neurons(tr, labels)
     k = min(TOP_K, tr.probs.shape[1])
-    top = np.argsort(-tr.probs, axis=1, kind="stable")[:, :k]
+    first = tr.first if tr.first is not None else np.zeros(tr.probs.shape[1])
+    pred = np.concatenate([first[None], tr.probs])  # (T + 1, V)
+    top = np.argsort(-pred, axis=1, kind="stable")[:, :k]
     groups = []
     for ki in range(K):
         for li in range(L):
@@ -164,7 +167,8 @@ def trace_payload(tr: Trace, vocab: Vocab) -> dict:
         "labels": labels,
         "vocab": [vocab.decode([i]) if vocab.encoding == "utf-8" else _byte_name(i) for i in range(vocab.size)],
         "top_ids": top.tolist(),
-        "top_probs": _b64(np.take_along_axis(tr.probs, top, axis=1)),
+        "top_probs": _b64(np.take_along_axis(pred, top, axis=1)),
+        "has_first": tr.first is not None,
         "surprisal": [_finite(s) for s in tr.surprisal],
         "groups": groups,
         "criteria": list(scores),

@@ -39,8 +39,9 @@ def test_report_numbers_are_the_models_own(cell):
         assert g["min"] == pytest.approx(ref.min(), abs=1e-6) and g["max"] == pytest.approx(ref.max(), abs=1e-6)
         assert set(g["scores"]) == {"variance", "in quotes", "position in line", "bracket depth", "start of word"}
     assert data["labels"] == list(TEXT)
-    top_ids = np.array(data["top_ids"])
-    top_probs = f32(data["top_probs"]).reshape(T, 5)
+    assert data["has_first"] is False  # no context: nothing predicted the first character
+    top_ids = np.array(data["top_ids"])[1:]  # row t + 1: the guesses after reading character t
+    top_probs = f32(data["top_probs"]).reshape(T + 1, 5)[1:]
     ref_top = np.argsort(-probs, axis=1, kind="stable")[:, :5]
     np.testing.assert_array_equal(top_ids, ref_top)
     np.testing.assert_allclose(top_probs, np.take_along_axis(probs, ref_top, 1), rtol=1e-6)

@@ -101,18 +101,26 @@ const CharTrace = (() => {
       }
     }
 
+    // row r of top_ids/top_probs: the guesses for character r (row t + 1: after reading t)
+    function guesses(r, actual) {
+      return `<table class="ct-top">` + data.top_ids[r].map((id, j) => {
+        const p = topProbs[r * K + j], hit = actual !== null && data.vocab[id] === actual;
+        return `<tr class="${hit ? "ct-hit" : ""}"><td><code>${esc(shown(data.vocab[id]))}</code></td><td>${(100 * p).toFixed(1)}%</td><td><span class="ct-bar" style="width:${Math.round(120 * p)}px"></span></td></tr>`;
+      }).join("") + `</table>`;
+    }
+
+    function bits(t) {
+      return t < T && data.surprisal[t] !== null ? `${data.surprisal[t].toFixed(2)} bits` : "n/a";
+    }
+
     function detail(t) {
       const ch = data.labels[t], next = t + 1 < T ? data.labels[t + 1] : null;
-      const rows = data.top_ids[t].map((id, j) => {
-        const p = topProbs[t * K + j], hit = next !== null && data.vocab[id] === next;
-        return `<tr class="${hit ? "ct-hit" : ""}"><td><code>${esc(shown(data.vocab[id]))}</code></td><td>${(100 * p).toFixed(1)}%</td><td><span class="ct-bar" style="width:${Math.round(120 * p)}px"></span></td></tr>`;
-      }).join("");
       const g = groups[state.group], a = g.values[state.neuron * T + t];
-      const came = next === null ? "the text ends here" :
-        `came next: <code>${esc(shown(next))}</code>, surprisal ${data.surprisal[t + 1] === null ? "n/a" : data.surprisal[t + 1].toFixed(2) + " bits"}`;
-      const own = data.surprisal[t] === null ? "" : `; this character's surprisal ${data.surprisal[t].toFixed(2)} bits`;
-      $(".ct-detail").innerHTML = `<div>position ${t}: <code>${esc(shown(ch))}</code>, ${groupName(g)} #${state.neuron} = ${a.toFixed(4)}${own}</div>
-        <div>top ${K} guesses for the next character (${came}):</div><table class="ct-top">${rows}</table>`;
+      const here = t > 0 || data.has_first
+        ? `<div class="ct-guess"><div>guesses for this character (it was <code>${esc(shown(ch))}</code>, surprisal ${bits(t)}):</div>${guesses(t, ch)}</div>`
+        : `<div class="ct-guess"><div>nothing came before the first character, so there are no guesses for it</div></div>`;
+      const after = `<div class="ct-guess"><div>guesses for the next character (${next === null ? "the text ends here" : `it was <code>${esc(shown(next))}</code>, surprisal ${bits(t + 1)}`}):</div>${guesses(t + 1, next)}</div>`;
+      $(".ct-detail").innerHTML = `<div>position ${t}: <code>${esc(shown(ch))}</code>; ${groupName(g)} #${state.neuron} = ${a.toFixed(4)}</div><div class="ct-guesses">${here}${after}</div>`;
     }
 
     $(".ct-mode").onchange = e => { state.mode = e.target.value; paint(); };
