@@ -19,6 +19,7 @@ DESCRIPTION = "Character-level RNN, LSTM and GRU language models: train on any t
 def build_parser() -> argparse.ArgumentParser:
     from charrnn.sampling import SampleConfig
     from charrnn.train import TrainConfig
+    from charrnn.serve import ServeConfig
     from charrnn.viz import VizConfig
 
     parser = argparse.ArgumentParser(prog="charrnn", description=DESCRIPTION)
@@ -58,6 +59,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("runs", nargs="+", metavar="RUN", help="run folders; several are drawn on one plot for comparison")
     p.add_argument("--out", default="curve.png", help="where to write the PNG (default: curve.png)")
     p.add_argument("--title", default=None, help="the plot's title (default: the run names)")
+
+    p = sub.add_parser("serve", help="a local web playground: generate, inspect predictions and neurons",
+                       description="Serve a web page that generates text as you watch and shows what the model saw.")  # fmt: skip
+    p.add_argument("run", help="a run folder (its best checkpoint) or a checkpoint folder")
+    p.add_argument("--checkpoint", choices=("best", "last"), default="best", help="which checkpoint of a run folder (default: best)")
+    p.add_argument("--device", default="cpu", help="where to run the model: cpu, cuda or mps (default: cpu)")
+    cfg.add_flags(p, ServeConfig)
     return parser
 
 
@@ -143,7 +151,16 @@ def cmd_plot(args) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "sample": cmd_sample, "eval": cmd_eval, "viz": cmd_viz, "plot": cmd_plot}
+def cmd_serve(args) -> int:
+    from charrnn.serve import ServeConfig, serve
+
+    config = ServeConfig()
+    cfg.apply(config, vars(args))
+    serve(args.run, config, args.checkpoint, args.device)
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "sample": cmd_sample, "eval": cmd_eval, "viz": cmd_viz, "plot": cmd_plot, "serve": cmd_serve}
 
 
 def main(argv: list[str] | None = None) -> int:
