@@ -73,7 +73,8 @@ def figure(all_curves: list[Curves], title: str | None = None):
             steps, times, bpc = series
             if not steps:
                 continue
-            kw = dict(color=f"C{i % 10}", label=f"{c.name} {label}", markersize=4, linewidth=1.2 if style == "-" else 1.5)
+            kw = {"color": f"C{i % 10}", "label": f"{c.name} {label}", "markersize": 4,
+                  "linewidth": 1.2 if style == "-" else 1.5}  # fmt: skip
             by_step.plot(steps, bpc, style, **kw)
             by_time.plot([t / scale for t in times], bpc, style, **kw)
     by_step.set_xlabel("step")

@@ -213,7 +213,7 @@ async def _stream(pg: Playground, sc: SampleConfig):
             pg.generate(sc, emit, cancelled)
         except _Cancelled:
             pass
-        except Exception as e:  # reported to the client in the stream: the status line has already gone
+        except Exception as e:  # noqa: BLE001 - told to the client in the stream: the status line has already gone
             emit({"error": f"{type(e).__name__}: {e}"})
         finally:
             emit(end)

@@ -11,10 +11,10 @@ import shutil
 
 import httpx
 import pytest
+from viz_support import TEXT, tiny_model
 
 from charrnn.serve import BackgroundServer, ServeConfig, create_app
 from charrnn.viz import build_report
-from viz_support import TEXT, tiny_model
 
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip

@@ -5,11 +5,11 @@ import threading
 import httpx
 import numpy as np
 import pytest
+from viz_support import naive_steps, tiny_model
 
 from charrnn.activations import trace
 from charrnn.sampling import SampleConfig, sample
 from charrnn.serve import BackgroundServer, ServeConfig, create_app
-from viz_support import naive_steps, tiny_model
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +116,7 @@ def test_eight_simultaneous_requests_equal_each_alone(url, app, monkeypatch):
         {"prime": p, "length": 250, "temperature": t, "top_k": k, "top_p": tp, "seed": s}
         for s, (p, t, k, tp) in enumerate(
             [("He", 1.0, 0, 1.0), ("She", 0.7, 5, 1.0), ("", 1.2, 0, 0.9), ("to be", 0.0, 0, 1.0),
-             ("(", 0.9, 3, 0.8), ('"', 1.0, 0, 1.0), ("and", 0.5, 0, 1.0), ("left", 1.5, 20, 0.95)]  # fmt: skip
+             ("(", 0.9, 3, 0.8), ('"', 1.0, 0, 1.0), ("and", 0.5, 0, 1.0), ("left", 1.5, 20, 0.95)]
         )
     ]
     alone = [generate(url, b)[-1]["text"] for b in bodies]

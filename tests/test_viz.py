@@ -5,15 +5,15 @@ import re
 
 import numpy as np
 import pytest
+from viz_support import TEXT, naive_steps, save_run, tiny_model
 
 from charrnn.cli import main
 from charrnn.viz import VizConfig, build_report, viz
-from viz_support import TEXT, naive_steps, save_run, tiny_model
 
 
 def embedded(page: str) -> dict:
     """The data a report carries, read back the way a browser would."""
-    m = re.search(r'<script type="application/json" id="charrnn-trace">(.*?)</script>', page, re.S)
+    m = re.search(r'<script type="application/json" id="charrnn-trace">(.*?)</script>', page, re.DOTALL)
     assert m, "the report has no embedded trace"
     return json.loads(m.group(1))
 
@@ -55,7 +55,7 @@ def test_report_is_self_contained_and_script_safe():
     text = 'a </script><script>alert(1)</script> "__DATA__" b\n'
     model, vocab = tiny_model("lstm", text=text)
     page, _ = build_report(model, vocab, text, "x </title>")
-    assert not re.search(r"<(script|link|img|iframe)[^>]*\b(src|href)=", page, re.I)
+    assert not re.search(r"<(script|link|img|iframe)[^>]*\b(src|href)=", page, re.IGNORECASE)
     assert "http://" not in page and "https://" not in page and "@import" not in page and "url(" not in page
     assert page.count("</script>") == 2  # the data's own "</script>" cannot end the element
     assert "".join(embedded(page)["labels"]) == text
