@@ -233,6 +233,7 @@ def free_socket(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
+        sock.listen(128)  # from now on connections wait in the backlog until the server accepts them
     except OSError as e:
         sock.close()
         raise CharRNNError(f"cannot listen on {host}:{port}: {e.strerror}; pick another --port") from None

@@ -1,15 +1,19 @@
 import base64
 import json
+import os
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
-from viz_support import naive_steps, tiny_model
+from viz_support import naive_steps, save_run, tiny_model
 
 from charrnn.activations import trace
 from charrnn.sampling import SampleConfig, sample
-from charrnn.serve import BackgroundServer, ServeConfig, create_app
+from charrnn.serve import BackgroundServer, ServeConfig, create_app, free_socket
 
 
 @pytest.fixture(scope="module")
@@ -156,3 +160,26 @@ def test_eight_simultaneous_requests_equal_each_alone(url, app, monkeypatch):
     for i, msgs in enumerate(results):
         assert msgs[-1]["done"] and msgs[-1]["text"] == alone[i], f"request {i} differs when run beside others"
         assert "".join(m["text"] for m in msgs[1:-1]) == alone[i]
+
+
+def test_cli_serve_binds_localhost_by_default(tmp_path, model_vocab):
+    model, vocab = model_vocab
+    run = save_run(tmp_path / "run", model, vocab)
+    with free_socket() as probe:  # a port that was free a moment ago
+        port = probe.getsockname()[1]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "charrnn", "serve", str(run), "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)  # fmt: skip
+    try:
+        banner = proc.stdout.readline()
+        assert f"http://127.0.0.1:{port}/" in banner
+        info = httpx.get(f"http://127.0.0.1:{port}/api/model", timeout=10).json()
+        assert info["hidden_size"] == 16 and info["limits"]["length"] == 1000
+        # A second server on the same port fails at once with a one-line error.
+        busy = subprocess.run([sys.executable, "-m", "charrnn", "serve", str(run), "--port", str(port)],
+                              check=False, capture_output=True, text=True, env=env, timeout=60)  # fmt: skip
+        assert busy.returncode == 2
+        assert busy.stderr.strip().startswith("charrnn serve: error: cannot listen on 127.0.0.1:")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
