@@ -46,6 +46,8 @@ def read_text(config: VizConfig) -> str:
     if config.prime is not None:
         return config.prime
     path = Path(config.text).expanduser()
+    if path.is_dir():
+        raise CharRNNError(f"--text {path} is a folder; give one text file")
     if not path.is_file():
         raise CharRNNError(f"--text {path}: no such file")
     try:

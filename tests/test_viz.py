@@ -8,6 +8,7 @@ import pytest
 from viz_support import TEXT, naive_steps, save_run, tiny_model
 
 from charrnn.cli import main
+from charrnn.errors import CharRNNError
 from charrnn.viz import VizConfig, build_report, viz
 
 
@@ -80,7 +81,8 @@ def test_viz_bad_input_is_one_line_error(tmp_path, capsys):
     assert main(["viz", str(run), "--out", str(tmp_path / "r.html")]) == 2
     assert main(["viz", str(run), "--text", str(tmp_path / "missing.txt")]) == 2
     assert main(["viz", str(run), "--prime", "ZZZ", "--unknown", "error"]) == 2
+    assert main(["viz", str(run), "--text", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 3 and all(line.startswith("charrnn viz: error:") for line in err)
-    with pytest.raises(Exception, match="empty"):
+    assert len(err) == 4 and all(line.startswith("charrnn viz: error:") for line in err)
+    with pytest.raises(CharRNNError, match="empty"):
         viz(str(run), VizConfig(prime="ZZZ", out=str(tmp_path / "r.html")))
