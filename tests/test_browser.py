@@ -89,7 +89,12 @@ def test_playground_generates_streams_and_colours(page):
 
         before = backgrounds(page)  # pick another neuron from the ranked list: the colours change
         page.select_option(".ct-criterion", "start of word")
-        page.click(".ct-ranking li:nth-child(2) a")
+        current = (page.input_value(".ct-group"), page.input_value(".ct-neuron"))
+        links = page.locator(".ct-ranking a")
+        other = next(i for i in range(links.count())
+                     if (links.nth(i).get_attribute("data-g"), links.nth(i).get_attribute("data-n")) != current)  # fmt: skip
+        links.nth(other).click()
+        assert (page.input_value(".ct-group"), page.input_value(".ct-neuron")) != current
         assert backgrounds(page) != before
         page.select_option(".ct-mode", "surprisal")
         assert backgrounds(page) != before
