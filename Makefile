@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test test-slow bench clean
+.PHONY: setup demo test test-slow bench screenshots clean
 
 setup: $(VENV)/.installed
 
@@ -29,6 +29,10 @@ test-slow: setup
 
 bench: setup
 	$(BIN)/python benchmarks/train_speed.py
+
+# docs/img/*.png: trains runs/screenshots (3 min) unless it exists; needs Chromium (apt-get install chromium)
+screenshots: setup
+	$(BIN)/python docs/make_screenshots.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

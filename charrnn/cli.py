@@ -20,6 +20,8 @@ DESCRIPTION = "Character-level RNN, LSTM and GRU language models: train on any t
 def build_parser() -> argparse.ArgumentParser:
     from charrnn.sampling import SampleConfig
     from charrnn.train import TrainConfig
+    from charrnn.serve import ServeConfig
+    from charrnn.viz import VizConfig
 
     parser = argparse.ArgumentParser(prog="charrnn", description=DESCRIPTION)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -51,6 +53,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=100, help="training steps of Adam (default: 100)")
     p.add_argument("--lr", type=float, default=0.1, help="learning rate (default: 0.1)")
     p.add_argument("--seed", type=int, default=0, help="random seed for the initial weights (default: 0)")
+
+    p = sub.add_parser("viz", help="an HTML report of neuron activations and predictions on a text",
+                       description="Write one self-contained HTML file: the text coloured by a neuron's activation, "
+                                   "neurons ranked, and the model's top-5 guesses at every character.")  # fmt: skip
+    p.add_argument("run", help="a run folder (its best checkpoint) or a checkpoint folder")
+    p.add_argument("--checkpoint", choices=("best", "last"), default="best", help="which checkpoint of a run folder (default: best)")
+    p.add_argument("--device", default="cpu", help="where to run the model: cpu, cuda or mps (default: cpu)")
+    cfg.add_flags(p, VizConfig)
+
+    p = sub.add_parser("plot", help="a PNG of training and validation loss curves",
+                       description="Plot bits per character against step and against training time, from metrics.jsonl.")  # fmt: skip
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run folders; several are drawn on one plot for comparison")
+    p.add_argument("--out", default="curve.png", help="where to write the PNG (default: curve.png)")
+    p.add_argument("--title", default=None, help="the plot's title (default: the run names)")
+
+    p = sub.add_parser("serve", help="a local web playground: generate, inspect predictions and neurons",
+                       description="Serve a web page that generates text as you watch and shows what the model saw.")  # fmt: skip
+    p.add_argument("run", help="a run folder (its best checkpoint) or a checkpoint folder")
+    p.add_argument("--checkpoint", choices=("best", "last"), default="best", help="which checkpoint of a run folder (default: best)")
+    p.add_argument("--device", default="cpu", help="where to run the model: cpu, cuda or mps (default: cpu)")
+    cfg.add_flags(p, ServeConfig)
     return parser
 
 
@@ -130,6 +153,33 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def cmd_viz(args) -> int:
+    from charrnn.viz import VizConfig, viz
+
+    config = VizConfig()
+    cfg.apply(config, vars(args))
+    out = viz(args.run, config, args.checkpoint, args.device)
+    print(f"Wrote {out}; open it in a browser.", file=sys.stderr)
+    return 0
+
+
+def cmd_plot(args) -> int:
+    from charrnn.plot import plot_runs
+
+    out = plot_runs(args.runs, args.out, args.title)
+    print(f"Wrote {out}", file=sys.stderr)
+    return 0
+
+
+def cmd_serve(args) -> int:
+    from charrnn.serve import ServeConfig, serve
+
+    config = ServeConfig()
+    cfg.apply(config, vars(args))
+    serve(args.run, config, args.checkpoint, args.device)
+    return 0
+
+
 def cmd_hello(args) -> int:
     from charrnn.reference.hello import hello, report
 
@@ -153,7 +203,8 @@ def reference_markdown() -> str:
     return "\n".join(lines)
 
 
-COMMANDS = {"train": cmd_train, "sample": cmd_sample, "eval": cmd_eval, "hello": cmd_hello}
+COMMANDS = {"train": cmd_train, "sample": cmd_sample, "eval": cmd_eval, "hello": cmd_hello,
+            "viz": cmd_viz, "plot": cmd_plot, "serve": cmd_serve}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,123 @@
+"""End to end in a real headless Chromium: the playground page and the viz report.
+
+Uses the system's Chromium (Debian's `chromium` package; `.ci/run` installs it) via
+Playwright, never a browser downloaded at test time. Without Chromium or Playwright
+the tests are skipped with a message that says which is missing.
+"""
+
+import json
+import os
+import shutil
+
+import httpx
+import pytest
+from viz_support import TEXT, tiny_model
+
+from charrnn.serve import BackgroundServer, ServeConfig, create_app
+from charrnn.viz import build_report
+
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
+
+
+def chromium_path() -> str | None:
+    for cand in (os.environ.get("CHARRNN_CHROMIUM"), "chromium", "chromium-browser", "google-chrome"):
+        if cand and (path := shutil.which(cand)):
+            return path
+    return None
+
+
+@pytest.fixture(scope="module")
+def browser():
+    path = chromium_path()
+    if path is None:
+        pytest.skip("browser test NOT run: no Chromium found (apt-get install chromium, or set CHARRNN_CHROMIUM)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.skip("browser test NOT run: the playwright package is missing (pip install -e '.[test]')")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=path, args=FLAGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser):
+    page = browser.new_page(viewport={"width": 1200, "height": 900})
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    yield page
+    page.close()
+    assert not errors, f"JavaScript errors: {errors}"
+
+
+def backgrounds(page) -> list[str]:
+    return page.eval_on_selector_all(".ct-text span", "els => els.map(e => getComputedStyle(e).backgroundColor)")
+
+
+def test_playground_generates_streams_and_colours(page):
+    model, vocab = tiny_model("lstm", layers=2, hidden_size=16)
+    with BackgroundServer(create_app(model, vocab, ServeConfig(), name="tiny")) as url:
+        request = {"prime": "He said", "length": 300, "temperature": 1.0, "top_k": 0, "top_p": 1.0, "seed": 11}
+        with httpx.stream("POST", url + "/api/generate", json=request) as r:
+            expected = json.loads(list(r.iter_lines())[-1])["text"]
+        page.goto(url + "/")
+        page.wait_for_function("document.getElementById('model').textContent.includes('LSTM')")
+        page.fill("#prime", "He said")
+        page.fill("#length", "300")
+        page.fill("#temperature", "1")
+        page.fill("#seed", "11")
+        # Record every length the live text takes while it streams in.
+        page.evaluate("""() => { window.seen = [];
+            new MutationObserver(() => window.seen.push(document.getElementById('live').textContent.length))
+              .observe(document.getElementById('live'), {childList: true, characterData: true, subtree: true}); }""")
+        page.click("#go")
+        page.wait_for_selector(".ct-text span", timeout=30_000)
+        seen = page.evaluate("window.seen")
+        assert len({n for n in seen if n > 0}) > 1, f"the text did not stream in pieces: {seen}"
+
+        assert page.inner_text(".ct-text") == expected  # the generated text is on the page
+        colours = backgrounds(page)
+        assert len(colours) == len(expected)
+        assert len(set(colours)) > 5 and any(c not in ("rgb(255, 255, 255)", "rgba(0, 0, 0, 0)") for c in colours)
+
+        page.click(".ct-text span:nth-child(20)")  # a generated character: its top-5 guesses
+        detail = page.inner_text(".ct-detail")
+        assert "guesses for this character" in detail and "guesses for the next character" in detail
+        assert page.locator(".ct-detail .ct-top").first.locator("tr").count() == 5
+
+        before = backgrounds(page)  # pick another neuron from the ranked list: the colours change
+        page.select_option(".ct-criterion", "start of word")
+        current = (page.input_value(".ct-group"), page.input_value(".ct-neuron"))
+        links = page.locator(".ct-ranking a")
+        other = next(i for i in range(links.count())
+                     if (links.nth(i).get_attribute("data-g"), links.nth(i).get_attribute("data-n")) != current)  # fmt: skip
+        links.nth(other).click()
+        assert (page.input_value(".ct-group"), page.input_value(".ct-neuron")) != current
+        assert backgrounds(page) != before
+        page.select_option(".ct-mode", "surprisal")
+        assert backgrounds(page) != before
+
+
+def test_playground_shows_a_4xx_message(page):
+    model, vocab = tiny_model("gru")
+    with BackgroundServer(create_app(model, vocab, ServeConfig(max_length=50), name="tiny")) as url:
+        page.goto(url + "/")
+        page.fill("#length", "51")
+        page.click("#go")
+        page.wait_for_selector("#status.error")
+        assert "length must be in [1, 50]" in page.inner_text("#status")
+
+
+def test_report_opens_from_disk_and_shows_guesses(page, tmp_path):
+    model, vocab = tiny_model("lstm")
+    html, _ = build_report(model, vocab, TEXT, "report")
+    path = tmp_path / "report.html"
+    path.write_text(html, encoding="utf-8")
+    page.route("**/*", lambda route: route.abort() if not route.request.url.startswith("file:") else route.continue_())
+    page.goto(path.as_uri())  # anything fetched from the network would fail: the report needs nothing
+    assert page.inner_text(".ct-text") == TEXT
+    assert len(set(backgrounds(page))) > 5
+    page.hover(".ct-text span:nth-child(5)")
+    assert "guesses for the next character" in page.inner_text(".ct-detail")

@@ -1,0 +1,185 @@
+import base64
+import json
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from viz_support import naive_steps, save_run, tiny_model
+
+from charrnn.activations import trace
+from charrnn.sampling import SampleConfig, sample
+from charrnn.serve import BackgroundServer, ServeConfig, create_app, free_socket
+
+
+@pytest.fixture(scope="module")
+def model_vocab():
+    return tiny_model("lstm", layers=2, hidden_size=16)
+
+
+@pytest.fixture(scope="module")
+def app(model_vocab):
+    model, vocab = model_vocab
+    return create_app(model, vocab, ServeConfig(max_length=400, max_prime=100, workers=8), name="tiny")
+
+
+@pytest.fixture(scope="module")
+def url(app):
+    with BackgroundServer(app) as url:
+        yield url
+
+
+def generate(url: str, body: dict, client: httpx.Client | None = None) -> list[dict]:
+    """The NDJSON messages of one /api/generate request."""
+    with (client or httpx).stream("POST", url + "/api/generate", json=body, timeout=60) as r:
+        assert r.status_code == 200, r.read()
+        assert r.headers["content-type"].startswith("application/x-ndjson")
+        return [json.loads(line) for line in r.iter_lines() if line]
+
+
+def test_page_static_and_model_info(url):
+    page = httpx.get(url + "/")
+    assert page.status_code == 200 and "charrnn playground" in page.text
+    assert 'src="static/trace.js"' in page.text
+    js = httpx.get(url + "/static/trace.js")
+    assert js.status_code == 200 and "CharTrace" in js.text
+    info = httpx.get(url + "/api/model").json()
+    assert info["name"] == "tiny" and info["cell"] == "lstm" and info["layers"] == 2 and info["hidden_size"] == 16
+    assert info["limits"]["length"] == 400 and info["limits"]["prime"] == 100
+
+
+def test_generate_streams_the_same_text_as_sample(url, model_vocab):
+    model, vocab = model_vocab
+    body = {"prime": "He said", "length": 60, "temperature": 0.9, "top_k": 10, "top_p": 0.95, "seed": 7}
+    msgs = generate(url, body)
+    assert msgs[0] == {"seed": 7}
+    pieces = [m["text"] for m in msgs[1:-1]]
+    final = msgs[-1]
+    assert final["done"] is True and len(pieces) > 1  # streamed in pieces, not at the end
+    ref = sample(model, vocab, SampleConfig(prime="He said", length=60, temperature=0.9, top_k=10, top_p=0.95, seed=7))[0]
+    assert "".join(pieces) == final["text"] == ref
+    # The trace is of the whole text, prime included; numbers from model.step.
+    data = final["trace"]
+    assert "".join(data["labels"]) == ref
+    states, probs = naive_steps(model, vocab.encode(ref))
+    layer2_cell = np.frombuffer(base64.b64decode(data["groups"][3]["data"]), "<f4").reshape(16, len(ref))
+    np.testing.assert_allclose(layer2_cell, states[1, 1].T, atol=1e-6)
+    assert data["surprisal"][5] == pytest.approx(-np.log2(probs[4, vocab.encode(ref)[5]]))
+
+
+def test_empty_prime_starts_after_a_newline_and_random_seed_is_reported(url, model_vocab):
+    model, vocab = model_vocab
+    msgs = generate(url, {"length": 30})
+    seed, final = msgs[0]["seed"], msgs[-1]
+    assert isinstance(seed, int)
+    assert final["text"] == sample(model, vocab, SampleConfig(length=30, temperature=0.8, seed=seed))[0]
+    assert final["trace"]["has_first"] is True  # the hidden newline predicted the first character
+    tr = trace(model, vocab.encode(final["text"]), context=vocab.encode("\n"))
+    assert final["trace"]["surprisal"][0] == pytest.approx(tr.surprisal[0])
+
+
+@pytest.mark.parametrize(
+    "body, status, message",
+    [
+        ({"length": 401}, 400, "length must be in [1, 400]"),
+        ({"length": 0}, 400, "length must be in"),
+        ({"length": 2.5}, 400, "length must be an integer"),
+        ({"prime": "x" * 101}, 413, "limit is 100"),
+        ({"prime": "snow \u2603"}, 400, "outside the model's vocabulary"),
+        ({"temperature": 5.5}, 400, "temperature must be in [0.0, 5.0]"),
+        ({"temperature": "hot"}, 400, "temperature must be a number"),
+        ({"top_k": -1}, 400, "top_k must be in"),
+        ({"top_p": 0}, 400, "top_p must be in (0, 1]"),
+        ({"seed": -3}, 400, "seed must be in"),
+        ({"seed": True}, 400, "seed must be an integer"),
+        ({"colour": "red"}, 400, "unknown field(s) colour"),
+        ([1, 2], 400, "must be a JSON object"),
+    ],
+)
+def test_requests_over_the_limits_get_4xx_with_a_message(url, body, status, message):
+    r = httpx.post(url + "/api/generate", json=body)
+    assert r.status_code == status
+    assert message in r.json()["error"]
+
+
+def test_malformed_and_oversized_bodies(url):
+    r = httpx.post(url + "/api/generate", content=b"{not json", headers={"content-type": "application/json"})
+    assert r.status_code == 400 and "must be JSON" in r.json()["error"]
+    r = httpx.post(url + "/api/generate", content=b" " * 70_000)
+    assert r.status_code == 413
+    assert httpx.get(url + "/api/generate").status_code == 405
+    assert httpx.get(url + "/nothing-here").status_code == 404
+
+
+def test_eight_simultaneous_requests_equal_each_alone(url, app, monkeypatch):
+    bodies = [
+        {"prime": p, "length": 250, "temperature": t, "top_k": k, "top_p": tp, "seed": s}
+        for s, (p, t, k, tp) in enumerate(
+            [("He", 1.0, 0, 1.0), ("She", 0.7, 5, 1.0), ("", 1.2, 0, 0.9), ("to be", 0.0, 0, 1.0),
+             ("(", 0.9, 3, 0.8), ('"', 1.0, 0, 1.0), ("and", 0.5, 0, 1.0), ("left", 1.5, 20, 0.95)]
+        )
+    ]
+    alone = [generate(url, b)[-1]["text"] for b in bodies]
+    # Count the generations in flight, to know the requests really ran side by side.
+    pg, lock, running, peak = app.state.playground, threading.Lock(), [0], [0]
+    inner = pg.generate
+
+    def counted(*args):
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        try:
+            return inner(*args)
+        finally:
+            with lock:
+                running[0] -= 1
+
+    monkeypatch.setattr(pg, "generate", counted)
+    results, errors = [None] * len(bodies), []
+    barrier = threading.Barrier(len(bodies))
+
+    def client(i):
+        try:
+            with httpx.Client() as c:
+                barrier.wait(timeout=30)  # all eight send at once
+                results[i] = generate(url, bodies[i], c)
+        except Exception as e:  # noqa: BLE001 - reported below, with the request it came from
+            errors.append((i, repr(e)))
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(len(bodies))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors
+    assert peak[0] >= 4, f"only {peak[0]} generations ran at once"
+    for i, msgs in enumerate(results):
+        assert msgs[-1]["done"] and msgs[-1]["text"] == alone[i], f"request {i} differs when run beside others"
+        assert "".join(m["text"] for m in msgs[1:-1]) == alone[i]
+
+
+def test_cli_serve_binds_localhost_by_default(tmp_path, model_vocab):
+    model, vocab = model_vocab
+    run = save_run(tmp_path / "run", model, vocab)
+    with free_socket() as probe:  # a port that was free a moment ago
+        port = probe.getsockname()[1]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "charrnn", "serve", str(run), "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)  # fmt: skip
+    try:
+        banner = proc.stdout.readline()
+        assert f"http://127.0.0.1:{port}/" in banner
+        info = httpx.get(f"http://127.0.0.1:{port}/api/model", timeout=10).json()
+        assert info["hidden_size"] == 16 and info["limits"]["length"] == 1000
+        # A second server on the same port fails at once with a one-line error.
+        busy = subprocess.run([sys.executable, "-m", "charrnn", "serve", str(run), "--port", str(port)],
+                              check=False, capture_output=True, text=True, env=env, timeout=60)  # fmt: skip
+        assert busy.returncode == 2
+        assert busy.stderr.strip().startswith("charrnn serve: error: cannot listen on 127.0.0.1:")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
