@@ -57,30 +57,32 @@ class NumpyStepper:
     `step` live in a buffer that the next call overwrites; copy them to keep them."""
 
     def __init__(self, model: torch.nn.Module):
-        self.model = model.eval()
         c = model.config
         self.cell, self.L, self.H, self.V = c.cell, c.layers, c.hidden_size, c.vocab_size
         H, L, G = self.H, self.L, GATES[c.cell]
         self.n_sig = {"rnn": 0, "lstm": 3, "gru": 2}[c.cell]  # leading sigmoid gates, after reordering
-        # Set-up arithmetic in float64, rounded once to float32 at the end.
-        w = {k: v.detach().to("cpu", torch.float64).numpy() for k, v in model.state_dict().items()}
+        # Matrices are only reordered and halved (exact in float32); sums (the table,
+        # the biases) are formed in float64 and rounded once.
+        w = {k: v.detach().to("cpu", torch.float32).numpy() for k, v in model.state_dict().items()}
         order = np.arange(G * H)
         if c.cell == "lstm":  # PyTorch's (i, f, g, o) -> (i, f, o, g)
             order = np.concatenate([order[: 2 * H], order[3 * H :], order[2 * H : 3 * H]])
         scale = np.where(np.arange(G * H) < self.n_sig * H, 0.5, 1.0)[:, None]  # (G*H, 1) sigmoid gates: a/2
-        b_hh = [w[f"rnn.bias_hh_l{l}"].copy() for l in range(L)]
+        b_hh = [w[f"rnn.bias_hh_l{l}"].astype(np.float64) for l in range(L)]
         if c.cell == "gru":  # b_hn stays on the hidden side, inside r * (W_hn h + b_hn)
             self.b_hn = [_f32(b[2 * H :, None]) for b in b_hh]  # (H, 1)
             for b in b_hh:
                 b[2 * H :] = 0
 
         def rows(m: np.ndarray) -> np.ndarray:  # (G*H, ...) in PyTorch's gate order -> ours, scaled
-            return _f32(m[order] * scale)
+            out = m[order]  # a copy
+            out *= scale.astype(m.dtype)
+            return _f32(out)
 
         # Layer 0's input projection for every input character, (G*H, V).
         w_ih0 = w["rnn.weight_ih_l0"]  # (G*H, E), or (G*H, V) for one-hot
-        x0 = w_ih0 @ w["embedding.weight"].T if "embedding.weight" in w else w_ih0
-        self.table = rows(x0 + (w["rnn.bias_ih_l0"] + b_hh[0])[:, None])
+        x0 = w_ih0 @ w["embedding.weight"].T.astype(np.float64) if "embedding.weight" in w else w_ih0
+        self.table = rows(x0 + (w["rnn.bias_ih_l0"] + b_hh[0])[:, None])  # float64 sum
         self.table_rows = np.ascontiguousarray(self.table.T)  # (V, G*H): a faster gather at B = 1
         self.w_hh = [rows(w[f"rnn.weight_hh_l{l}"]) for l in range(L)]  # (G*H, H)
         self.w_ih = [None] + [rows(w[f"rnn.weight_ih_l{l}"]) for l in range(1, L)]  # (G*H, H)
@@ -126,19 +128,21 @@ class NumpyStepper:
 
     # -- the stepper interface (see sampling.py) -------------------------------------
 
-    @torch.inference_mode()
     def prime(self, ids: np.ndarray) -> np.ndarray:
-        """(B, P) ids -> (B, V) logits of the last position. The prime goes through the
-        model's own full-sequence forward (one oneDNN call for all P positions); its
-        final state is then copied into the NumPy buffers."""
-        B = ids.shape[0]
+        """(B, P) ids -> (B, V) logits of the last position, from the zero state.
+
+        The prime is stepped here too: a full-sequence nn.LSTM call pays the same
+        oneDNN set-up (tens of ms on 2 cores) and runs no faster per position at B = 1."""
+        B, P = ids.shape
+        if P == 0:
+            raise ValueError("prime() needs at least one id per row")
         if B != self.B:
             self._allocate(B)
-        logits, state = self.model(torch.from_numpy(np.ascontiguousarray(ids, dtype=np.int64)))
-        self.S[:] = state[0].reshape(self.L * self.H, B) if B == 1 else state[0].permute(0, 2, 1).reshape(-1, B)
-        if self.cell == "lstm":
-            self.C[:] = state[1].permute(0, 2, 1).reshape(-1, B)  # (L, B, H) -> (L*H, B)
-        self.logits[:] = logits[:, -1].numpy()
+        self.S.fill(0.0)
+        self.C.fill(0.0)
+        ids = np.ascontiguousarray(ids.T, dtype=np.int64)  # (P, B): each step reads a contiguous row
+        for t in range(P):
+            self.step(ids[t])
         return self.logits
 
     def step(self, ids: np.ndarray) -> np.ndarray:
