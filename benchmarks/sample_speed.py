@@ -87,7 +87,7 @@ def main() -> None:
     p.add_argument("--hidden", nargs="+", type=int, default=[128, 256, 512], help="H values to time")
     p.add_argument("--layers", type=int, default=2, help="L")
     p.add_argument("--length", type=int, default=2000, help="characters charrnn writes per timed run")
-    p.add_argument("--naive-length", type=int, default=150, help="characters the naive loop writes per timed run")
+    p.add_argument("--naive-length", type=int, default=100, help="characters the naive loop writes per timed run")
     p.add_argument("--repeats", type=int, default=3, help="timed runs per figure; the best is shown")
     p.add_argument("--num-samples", type=int, default=32, help="B for the batched rows (lstm)")
     args = p.parse_args()
