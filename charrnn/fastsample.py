@@ -87,8 +87,9 @@ class NumpyStepper:
         self.w_hh = [rows(w[f"rnn.weight_hh_l{l}"]) for l in range(L)]  # (G*H, H)
         self.w_ih = [None] + [rows(w[f"rnn.weight_ih_l{l}"]) for l in range(1, L)]  # (G*H, H)
         self.bias = [None] + [rows((w[f"rnn.bias_ih_l{l}"] + b_hh[l])[:, None]) for l in range(1, L)]  # (G*H, 1)
-        if c.cell != "gru":  # one product for [W_ih | W_hh] @ [x; h]: (G*H, 2H)
+        if c.cell != "gru":  # one product for [W_ih | W_hh] @ [x; h]: (G*H, 2H) replaces both, for l >= 1
             self.w_xh = [None] + [np.concatenate([self.w_ih[l], self.w_hh[l]], axis=1) for l in range(1, L)]
+            self.w_ih, self.w_hh = None, self.w_hh[:1]
         self.w_head_t = _f32(w["head.weight"].T)  # (H, V)
         self.b_head = _f32(w["head.bias"])  # (V,)
         self._update = {"rnn": self._rnn, "lstm": self._lstm, "gru": self._gru}[c.cell]  # (l) -> None

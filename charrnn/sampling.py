@@ -20,6 +20,7 @@ import torch
 
 from charrnn.config import knob
 from charrnn.errors import CharRNNError
+from charrnn.fastsample import NumpyStepper
 from charrnn.vocab import Vocab
 
 
@@ -240,8 +241,6 @@ def generate(stepper, vocab: Vocab, config: SampleConfig, on_text: Callable[[str
 def pick_stepper(model: torch.nn.Module):
     """The fastest stepper for `model`: NumpyStepper for a float32 model on the CPU
     (no per-character torch call), else TorchStepper (CUDA, MPS, other dtypes)."""
-    from charrnn.fastsample import NumpyStepper
-
     p = next(model.parameters())
     if p.device.type == "cpu" and p.dtype == torch.float32:
         return NumpyStepper(model)
