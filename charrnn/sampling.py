@@ -240,7 +240,8 @@ def generate(stepper, vocab: Vocab, config: SampleConfig, on_text: Callable[[str
 
 def pick_stepper(model: torch.nn.Module):
     """The fastest stepper for `model`: NumpyStepper for a float32 model on the CPU
-    (no per-character torch call), else TorchStepper (CUDA, MPS, other dtypes)."""
+    (no per-character torch call), else TorchStepper (CUDA, MPS, other dtypes).
+    charrnn.cudagraph.CudaGraphStepper is not picked here: it has not run on a GPU yet."""
     p = next(model.parameters())
     if p.device.type == "cpu" and p.dtype == torch.float32:
         return NumpyStepper(model)
