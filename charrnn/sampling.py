@@ -7,7 +7,12 @@ next logits is a "stepper" (see `TorchStepper`): anything with
     step(ids: (B,) int64)    -> (B, V) logits
 so a faster engine can replace it without touching the sampling rules. The rules
 themselves work on NumPy arrays, so every engine samples the same way, and the
-same seed gives the same text.
+same seed gives the same text. `sample()` uses `fastsample.NumpyStepper` on the CPU.
+
+A step must not allocate or do avoidable Python work, since at batch 1 it takes
+tens of microseconds: `Sampler` applies the rules with preallocated buffers, and
+`generate` keeps each text as pieces and searches only its newest characters for
+the stop string (docs/sampling-speed.md).
 """
 
 from __future__ import annotations
