@@ -31,8 +31,11 @@ Two exact rewrites keep the ufunc count low:
     1 / (1 + exp(-a)) it cannot overflow, so no np.errstate per step.
   - LSTM gate rows are reordered from PyTorch's (i, f, g, o) to (i, f, o, g) so
     the three sigmoid gates are one contiguous block.
-GRU keeps W_ih and W_hh apart for layers >= 1 because its n gate needs the two
-products separately: n = tanh(W_in x + b_in + r * (W_hn h + b_hn)).
+GRU's n gate needs its two products apart, n = tanh(W_in x + b_in + r * (W_hn h + b_hn)),
+so for layers >= 1 its stacked matrix has four row blocks, (4H, 2H):
+    [W_ir W_hr; W_iz W_hz; W_in 0; 0 W_hn] @ [x; h] = [r, z pre-activations; n_x; n_h]
+One product instead of two (a BLAS call costs more than the zeros at H <= 256, and
+the GRU still reads fewer bytes than an LSTM at any H).
 
 Threads: at batch 1 a step is memory-bound matrix-vector work, and OpenBLAS's
 threads spin-wait; see docs/sampling-speed.md for 1 vs 2 threads on 2 cores
@@ -70,7 +73,8 @@ class NumpyStepper:
         scale = np.where(np.arange(G * H) < self.n_sig * H, 0.5, 1.0)[:, None]  # (G*H, 1) sigmoid gates: a/2
         b_hh = [w[f"rnn.bias_hh_l{l}"].astype(np.float64) for l in range(L)]
         if c.cell == "gru":  # b_hn stays on the hidden side, inside r * (W_hn h + b_hn)
-            self.b_hn = [_f32(b[2 * H :, None]) for b in b_hh]  # (H, 1)
+            b_hn = [b[2 * H :].copy() for b in b_hh]
+            self.b_hn0 = _f32(b_hn[0][:, None])  # (H, 1); layers >= 1 have it in their bias
             for b in b_hh:
                 b[2 * H :] = 0
 
@@ -87,7 +91,18 @@ class NumpyStepper:
         self.w_hh = [rows(w[f"rnn.weight_hh_l{l}"]) for l in range(L)]  # (G*H, H)
         self.w_ih = [None] + [rows(w[f"rnn.weight_ih_l{l}"]) for l in range(1, L)]  # (G*H, H)
         self.bias = [None] + [rows((w[f"rnn.bias_ih_l{l}"] + b_hh[l])[:, None]) for l in range(1, L)]  # (G*H, 1)
-        if c.cell != "gru":  # one product for [W_ih | W_hh] @ [x; h]: (G*H, 2H) replaces both, for l >= 1
+        if c.cell == "gru":  # the (4H, 2H) block matrix of the docstring, and its bias [b_r; b_z; b_in; b_hn]
+            self.w_xh, self.bias = [None], [None]
+            for l in range(1, L):
+                w_i, w_h = self.w_ih[l], self.w_hh[l]
+                block = np.zeros((4 * H, 2 * H), np.float32)
+                block[: 2 * H, :H], block[: 2 * H, H:] = w_i[: 2 * H], w_h[: 2 * H]
+                block[2 * H : 3 * H, :H], block[3 * H :, H:] = w_i[2 * H :], w_h[2 * H :]
+                self.w_xh.append(block)
+                b = rows((w[f"rnn.bias_ih_l{l}"] + b_hh[l])[:, None])  # b_hn was zeroed in b_hh above
+                self.bias.append(np.concatenate([b, _f32(b_hn[l][:, None])]))  # (4H, 1)
+            self.w_ih, self.w_hh = None, self.w_hh[:1]
+        else:  # one product for [W_ih | W_hh] @ [x; h]: (G*H, 2H) replaces both, for l >= 1
             self.w_xh = [None] + [np.concatenate([self.w_ih[l], self.w_hh[l]], axis=1) for l in range(1, L)]
             self.w_ih, self.w_hh = None, self.w_hh[:1]
         self.w_head_t = _f32(w["head.weight"].T)  # (H, V)
@@ -100,32 +115,33 @@ class NumpyStepper:
     def _allocate(self, B: int) -> None:
         """Buffers for B rows, and the views into them that a step uses (made here, once)."""
         H, L, G = self.H, self.L, GATES[self.cell]
+        n_rows = 4 * H if self.cell == "gru" and L > 1 else G * H  # GRU layers >= 1: [r, z, n_x, n_h]
         self.B = B
         self.S = np.zeros((L * H, B), np.float32)  # [h_0; ...; h_{L-1}]
         self.C = np.zeros((L * H, B), np.float32)  # LSTM cell states, same layout
-        self.gates = np.empty((G * H, B), np.float32)  # pre-activations of the layer at hand
-        self.other = np.empty((G * H, B), np.float32)  # layer 0's table columns; GRU's hidden side
+        self.gates = np.empty((n_rows, B), np.float32)  # pre-activations of the layer at hand
+        self.other = np.empty((G * H, B), np.float32)  # layer 0's table columns (rnn, lstm) or hidden side (gru)
         self.logits32 = np.empty((B, self.V), np.float32)
         self.logits = np.empty((B, self.V), np.float64)
         self.h = [self.S[l * H : (l + 1) * H] for l in range(L)]  # (H, B) each
         self.c = [self.C[l * H : (l + 1) * H] for l in range(L)]
         self.xh = [None] + [self.S[(l - 1) * H : (l + 1) * H] for l in range(1, L)]  # (2H, B)
         self.h_last_t = self.h[-1].T  # (B, H), Fortran-ordered: BLAS reads it transposed, no copy
-        self.g = [self.gates[k * H : (k + 1) * H] for k in range(G)]  # (H, B) per gate
+        self.g = [self.gates[k * H : (k + 1) * H] for k in range(n_rows // H)]  # (H, B) per gate
         self.o = [self.other[k * H : (k + 1) * H] for k in range(G)]
         self.sig = self.gates[: self.n_sig * H]  # the sigmoid gates, one block
         self.other_rz = self.other[: 2 * H]
         # Where step() gathers the table: into self.gates for GRU (the input side),
         # else self.other. At B = 1 a (G*H, 1) column is a (1, G*H) row, and taking a
         # row of table_rows is faster than G*H strided reads.
-        dest = self.gates if self.cell == "gru" else self.other
+        dest = self.gates[: G * H] if self.cell == "gru" else self.other
         self.gather = (self.table_rows, 0, dest.reshape(1, G * H)) if B == 1 else (self.table, 1, dest)
         # Biases repeated to B columns: adding a (N, 1) column to (N, B) broadcasts, and
         # a broadcasting ufunc allocates an iterator on every call.
         self.bias_B = [None] + [np.tile(b, (1, B)) for b in self.bias[1:]]
         self.b_head_B = np.tile(self.b_head, (B, 1))  # (B, V)
         if self.cell == "gru":
-            self.b_hn_B = [np.tile(b, (1, B)) for b in self.b_hn]
+            self.b_hn0_B = np.tile(self.b_hn0, (1, B))
 
     # -- the stepper interface (see sampling.py) -------------------------------------
 
@@ -193,19 +209,21 @@ class NumpyStepper:
         np.multiply(o, g, out=h)
 
     def _gru(self, l: int) -> None:
-        r, z, n = self.g  # self.gates: the input side W_i x + b_i (+ b_hr, b_hz)
-        hn = self.o[2]  # self.other: the hidden side W_h h
+        r, z, n = self.g[:3]  # self.gates: r, z pre-activations (summed for l >= 1), then n_x
         h = self.h[l]
-        if l > 0:  # for l == 0 step() gathered the table into self.gates
-            np.dot(self.w_ih[l], self.h[l - 1], out=self.gates)
+        if l == 0:  # step() gathered the table (W_i x + b_i + b_hr, b_hz) into self.gates[:3H]
+            nh = self.o[2]  # self.other = W_hh h, the hidden side
+            np.dot(self.w_hh[0], h, out=self.other)
+            np.add(self.sig, self.other_rz, out=self.sig)  # r, z pre-activations
+            np.add(nh, self.b_hn0_B, out=nh)
+        else:
+            nh = self.g[3]  # W_hn h + b_hn, from the block product
+            np.dot(self.w_xh[l], self.xh[l], out=self.gates)
             np.add(self.gates, self.bias_B[l], out=self.gates)
-        np.dot(self.w_hh[l], h, out=self.other)
-        np.add(self.sig, self.other_rz, out=self.sig)  # r, z pre-activations
         self._sigmoid(self.sig)
-        np.add(hn, self.b_hn_B[l], out=hn)
-        np.multiply(hn, r, out=hn)
-        np.add(n, hn, out=n)  # n = tanh(W_in x + b_in + r * (W_hn h + b_hn))
+        np.multiply(nh, r, out=nh)
+        np.add(n, nh, out=n)  # n = tanh(W_in x + b_in + r * (W_hn h + b_hn))
         np.tanh(n, out=n)
-        np.subtract(h, n, out=hn)  # h' = (1 - z) * n + z * h = n + z * (h - n)
-        np.multiply(hn, z, out=hn)
-        np.add(n, hn, out=h)
+        np.subtract(h, n, out=nh)  # h' = (1 - z) * n + z * h = n + z * (h - n)
+        np.multiply(nh, z, out=nh)
+        np.add(n, nh, out=h)
