@@ -2,7 +2,7 @@
 
 Why: sampling feeds one character at a time, and a (B, 1) call into nn.LSTM pays
 oneDNN's per-call set-up, which on a small CPU costs far more than the arithmetic
-(about 150 chars/s for a 2x512 LSTM). Here the weights are copied once into
+(60-280 chars/s for a 2x512 LSTM on 2 cores). Here the weights are copied once into
 contiguous float32 arrays and a step is a few BLAS matrix products plus in-place
 ufuncs writing into buffers allocated in `prime()`: no per-step allocation, no
 torch dispatch. The equations are exactly PyTorch's (see the cell methods), so
