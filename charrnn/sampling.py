@@ -7,7 +7,12 @@ next logits is a "stepper" (see `TorchStepper`): anything with
     step(ids: (B,) int64)    -> (B, V) logits
 so a faster engine can replace it without touching the sampling rules. The rules
 themselves work on NumPy arrays, so every engine samples the same way, and the
-same seed gives the same text.
+same seed gives the same text. `sample()` uses `fastsample.NumpyStepper` on the CPU.
+
+A step must not allocate or do avoidable Python work, since at batch 1 it takes
+tens of microseconds: `Sampler` applies the rules with preallocated buffers, and
+`generate` keeps each text as pieces and searches only its newest characters for
+the stop string (docs/sampling-speed.md).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import torch
 
 from charrnn.config import knob
 from charrnn.errors import CharRNNError
+from charrnn.fastsample import NumpyStepper
 from charrnn.vocab import Vocab
 
 
@@ -90,6 +96,48 @@ def sample_next(logits: np.ndarray, temperature: float, top_k: int, top_p: float
     return np.minimum((cdf < u).sum(axis=-1), logits.shape[-1] - 1)
 
 
+class Sampler:
+    """`sample_next` for a fixed (B, V) and config, with preallocated buffers: the same
+    operations in the same order, so the same rng gives the same ids, bit for bit
+    (tests/test_fastsample.py checks it). Only the top-k / top-p masks allocate.
+    The returned (B,) int64 ids are overwritten by the next call."""
+
+    def __init__(self, B: int, V: int, config: SampleConfig, rng: np.random.Generator):
+        self.temperature, self.top_k, self.top_p, self.rng = config.temperature, config.top_k, config.top_p, rng
+        self.masked = 0 < self.top_k < V or self.top_p < 1.0
+        self.z = np.empty((B, V))  # scaled logits, then probabilities
+        self.cdf = np.empty((B, V))
+        self.total = self.cdf[:, -1:]  # (B, 1) view: each row's last cdf value (1 up to rounding)
+        self.m = np.empty((B, 1))  # row max, then row sum
+        self.u = np.empty((B, 1))
+        self.below = np.empty((B, V), dtype=bool)
+        self.ids = np.empty(B, dtype=np.int64)
+        self.last = np.int64(V - 1)
+
+    def __call__(self, logits: np.ndarray) -> np.ndarray:
+        if self.temperature == 0:
+            return np.argmax(logits, axis=-1, out=self.ids)
+        z, m = self.z, self.m
+        x = logits  # logits / 1 == logits exactly: no division needed at temperature 1
+        if self.temperature != 1 or self.masked:
+            x = np.divide(logits, self.temperature, out=z)
+        if self.masked:
+            z[:] = top_p_mask(top_k_mask(z, self.top_k), self.top_p)
+        # The ufunc methods are what np.max / np.sum / np.cumsum call, minus their
+        # dispatch layers (a few microseconds each, per step).
+        np.maximum.reduce(x, axis=-1, keepdims=True, out=m)  # softmax, as in softmax()
+        np.subtract(x, m, out=z)
+        np.exp(z, out=z)
+        np.add.reduce(z, axis=-1, keepdims=True, out=m)
+        np.divide(z, m, out=z)
+        np.add.accumulate(z, axis=-1, out=self.cdf)
+        self.rng.random(out=self.u)  # the same draws as rng.random((B, 1))
+        np.multiply(self.u, self.total, out=self.u)
+        np.less(self.cdf, self.u, out=self.below)
+        np.add.reduce(self.below, axis=-1, out=self.ids)  # how many cdf values lie below u
+        return np.minimum(self.ids, self.last, out=self.ids)
+
+
 # -- the loop -----------------------------------------------------------------------
 
 
@@ -121,6 +169,43 @@ def prime_ids(vocab: Vocab, prime: str, unknown: str) -> tuple[np.ndarray, bool]
     return vocab.encode(start), False
 
 
+class _Text:
+    """One sample's text as it grows, in pieces joined once at the end.
+
+    The stop string is looked for only in the new piece and the len(stop) - 1
+    generated characters before it (`tail`): earlier text was searched already, so
+    the first occurrence, if any, lies there. Those characters are also what is
+    held back from streaming, since they could be the start of the stop string.
+    """
+
+    def __init__(self, head: str, stop: str | None):
+        self.parts = [head]  # final text: the shown prime, then generated pieces
+        self.tail = ""  # generated text not yet final
+        self.stop = stop or None
+        self.keep = len(stop) - 1 if stop else 0
+        self.done = False
+
+    def add(self, piece: str) -> str:
+        """Append a generated piece; return the text that became final (to stream)."""
+        window = self.tail + piece
+        if self.stop is not None and self.stop in window:
+            final, self.tail, self.done = window[: window.index(self.stop)], "", True
+        else:
+            cut = max(0, len(window) - self.keep)
+            final, self.tail = window[:cut], window[cut:]
+        self.parts.append(final)
+        return final
+
+    def finish(self, rest: str) -> str:
+        """End without a stop: `rest` (the decoder's flush) and the tail become final."""
+        final, self.tail = self.tail + rest, ""
+        self.parts.append(final)
+        return final
+
+    def text(self) -> str:
+        return "".join(self.parts)
+
+
 def generate(stepper, vocab: Vocab, config: SampleConfig, on_text: Callable[[str], None] | None = None) -> list[str]:
     """Generate config.num_samples texts, each the prime followed by up to config.length characters.
 
@@ -131,38 +216,44 @@ def generate(stepper, vocab: Vocab, config: SampleConfig, on_text: Callable[[str
     rng = np.random.default_rng(config.seed)
     B = config.num_samples
     ids, shown = prime_ids(vocab, config.prime, config.unknown)
+    head = vocab.decode(ids) if shown else ""
+    texts = [_Text(head, config.stop) for _ in range(B)]
     decoders = [vocab.decoder() for _ in range(B)]
-    texts = [vocab.decode(ids) if shown else "" for _ in range(B)]
-    start = len(texts[0])  # where generated text begins; stop strings are searched after it
-    done = np.zeros(B, dtype=bool)
-    streamed = 0
-    if on_text is not None and texts[0]:
-        on_text(texts[0])
-        streamed = len(texts[0])
+    chars = vocab.chars if vocab.encoding == "utf-8" else None  # one id is one character: no decoder needed
+    if on_text is not None and head:
+        on_text(head)
     logits = stepper.prime(np.tile(ids, (B, 1)))
+    sampler = Sampler(B, logits.shape[-1], config, rng)
+    active = list(range(B))  # rows that have not written the stop string
     for t in range(config.length):
-        nxt = sample_next(logits, config.temperature, config.top_k, config.top_p, rng)
-        for b in np.flatnonzero(~done):
-            texts[b] += decoders[b].decode(nxt[b : b + 1])
-            if config.stop and config.stop in texts[b][start:]:
-                texts[b] = texts[b][: texts[b].index(config.stop, start)]
-                done[b] = True
-        if on_text is not None:
-            hold = 0 if done[0] or not config.stop else len(config.stop) - 1
-            upto = max(streamed, len(texts[0]) - hold)
-            if upto > streamed:
-                on_text(texts[0][streamed:upto])
-                streamed = upto
-        if done.all() or t == config.length - 1:
+        nxt = sampler(logits)  # (B,) int64
+        row = nxt.tolist()
+        for b in active:
+            final = texts[b].add(chars[row[b]] if chars is not None else decoders[b].decode(nxt[b : b + 1]))
+            if b == 0 and final and on_text is not None:
+                on_text(final)
+        active = [b for b in active if not texts[b].done]
+        if not active or t == config.length - 1:
             break
-        logits = stepper.step(nxt.astype(np.int64))
-    for b in np.flatnonzero(~done):
-        texts[b] += decoders[b].flush()
-    if on_text is not None and len(texts[0]) > streamed:
-        on_text(texts[0][streamed:])
-    return texts
+        logits = stepper.step(nxt)
+    for b in active:
+        final = texts[b].finish(decoders[b].flush())
+        if b == 0 and final and on_text is not None:
+            on_text(final)
+    return [t.text() for t in texts]
 
 
-def sample(model: torch.nn.Module, vocab: Vocab, config: SampleConfig, on_text=None) -> list[str]:
-    """Generate with a loaded CharRNN (see checkpoint.load_model)."""
-    return generate(TorchStepper(model), vocab, config, on_text)
+def pick_stepper(model: torch.nn.Module):
+    """The fastest stepper for `model`: NumpyStepper for a float32 model on the CPU
+    (no per-character torch call), else TorchStepper (CUDA, MPS, other dtypes).
+    charrnn.cudagraph.CudaGraphStepper is not picked here: it has not run on a GPU yet."""
+    p = next(model.parameters())
+    if p.device.type == "cpu" and p.dtype == torch.float32:
+        return NumpyStepper(model)
+    return TorchStepper(model)
+
+
+def sample(model: torch.nn.Module, vocab: Vocab, config: SampleConfig, on_text=None, stepper=None) -> list[str]:
+    """Generate with a loaded CharRNN (see checkpoint.load_model). stepper: None picks
+    one (see pick_stepper); pass TorchStepper(model) to force the reference engine."""
+    return generate(stepper or pick_stepper(model), vocab, config, on_text)

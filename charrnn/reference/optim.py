@@ -14,6 +14,8 @@ engines train alike: with p a parameter, g its gradient (plus weight_decay * p),
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import numpy as np
 
 from charrnn.errors import CharRNNError
@@ -30,7 +32,7 @@ def clip_grad_norm(grads: dict[str, np.ndarray], max_norm: float) -> float:
     return norm
 
 
-class Optimizer:
+class Optimizer(ABC):
     def __init__(self, lr: float, weight_decay: float = 0.0):
         if not lr > 0:
             raise CharRNNError("--lr must be positive")
@@ -43,8 +45,9 @@ class Optimizer:
             g = grads[name] + self.weight_decay * p if self.weight_decay else grads[name]
             p -= self.update(name, g)
 
+    @abstractmethod
     def update(self, name: str, g: np.ndarray) -> np.ndarray:
-        raise NotImplementedError  # each rule below says how far to move
+        """How far to move parameter `name` against its gradient `g`: each rule below says."""
 
 
 class SGD(Optimizer):

@@ -1,0 +1,120 @@
+"""Sampling speed: charrnn's sampler against the naive per-character loop.
+
+    python benchmarks/sample_speed.py                  # the table of docs/sampling-speed.md
+    OPENBLAS_NUM_THREADS=1 python benchmarks/sample_speed.py --cells lstm --hidden 512
+
+For each cell and hidden size (L = 2 layers, V = 65, embedding 64: ModelConfig's
+defaults; random weights, since speed does not depend on training) it times
+
+  naive    what a user would write: CharRNN.forward (so nn.LSTM/GRU/RNN) on a (1, 1)
+           input per character, softmax, torch.multinomial, x.item()
+  charrnn  charrnn.sampling.sample with SampleConfig(temperature=1): the whole path,
+           prime, stepper, sampling rules and text assembly
+
+at batch 1, and then charrnn at --num-samples B (32) against batch 1, as total
+characters per second. Each figure is the best of --repeats runs, naive and charrnn
+interleaved, so a burst of load from other processes hits both alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+
+import numpy as np
+import torch
+
+from charrnn.model import CharRNN, ModelConfig
+from charrnn.sampling import SampleConfig, pick_stepper, sample
+from charrnn.vocab import Vocab
+
+V = 65
+
+
+@torch.inference_mode()
+def naive_loop(model: CharRNN, length: int, seed: int) -> list[int]:
+    """The loop a user writes first: one full forward call per character."""
+    torch.manual_seed(seed)
+    x = torch.zeros(1, 1, dtype=torch.long)
+    state, out = None, []
+    for _ in range(length):
+        logits, state = model(x, state)  # (1, 1, V)
+        probs = torch.softmax(logits[0, -1], dim=-1)
+        x = torch.multinomial(probs, 1).view(1, 1)
+        out.append(x.item())
+    return out
+
+
+def best_rate(fn, chars: int, repeats: int) -> float:
+    """Characters per second, best of `repeats` runs."""
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+    return chars / best
+
+
+def measure(model: CharRNN, vocab: Vocab, args) -> tuple[float, float]:
+    naive_len, fast_len = args.naive_length, args.length
+    config = SampleConfig(length=fast_len, temperature=1.0, seed=0)
+    naive_loop(model, 5, 0)  # warm-up: first-call set-up of oneDNN
+    sample(model, vocab, SampleConfig(length=5, seed=0))
+    naive = fast = 0.0
+    for _ in range(args.repeats):  # interleaved: load bursts hit both
+        naive = max(naive, best_rate(lambda: naive_loop(model, naive_len, 0), naive_len, 1))
+        fast = max(fast, best_rate(lambda: sample(model, vocab, config), fast_len, 1))
+    return naive, fast
+
+
+def batch_rates(model: CharRNN, vocab: Vocab, args) -> tuple[float, float]:
+    """Total chars/s of charrnn at batch 1 and at args.num_samples."""
+    B, n = args.num_samples, args.length
+    one = SampleConfig(length=n, temperature=1.0, seed=0)
+    many = SampleConfig(length=max(n // 8, 50), temperature=1.0, seed=0, num_samples=B)
+    r1 = rB = 0.0
+    for _ in range(args.repeats):
+        r1 = max(r1, best_rate(lambda: sample(model, vocab, one), n, 1))
+        rB = max(rB, best_rate(lambda: sample(model, vocab, many), B * many.length, 1))
+    return r1, rB
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--cells", nargs="+", default=["rnn", "lstm", "gru"], help="cells to time")
+    p.add_argument("--hidden", nargs="+", type=int, default=[128, 256, 512], help="H values to time")
+    p.add_argument("--layers", type=int, default=2, help="L")
+    p.add_argument("--length", type=int, default=2000, help="characters charrnn writes per timed run")
+    p.add_argument("--naive-length", type=int, default=100, help="characters the naive loop writes per timed run")
+    p.add_argument("--repeats", type=int, default=3, help="timed runs per figure; the best is shown")
+    p.add_argument("--num-samples", type=int, default=32, help="B for the batched rows (lstm)")
+    args = p.parse_args()
+
+    torch.manual_seed(0)
+    vocab = Vocab.from_chars([chr(32 + i) for i in range(V - 1)] + ["\n"])
+    print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__} "
+          f"({torch.get_num_threads()} threads), numpy {np.__version__}, "
+          f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'unset')}")  # fmt: skip
+    print(f"# L={args.layers}, V={V}, E=64, batch 1, temperature 1; best of {args.repeats}")
+    print(f"| cell | H | naive chars/s | charrnn chars/s | ratio | stepper |")
+    print(f"|---|---:|---:|---:|---:|---|")
+    models = {}
+    for H in args.hidden:
+        for cell in args.cells:
+            model = CharRNN(ModelConfig(vocab_size=V, cell=cell, layers=args.layers, hidden_size=H)).eval()
+            models[cell, H] = model
+            naive, fast = measure(model, vocab, args)
+            name = type(pick_stepper(model)).__name__
+            print(f"| {cell} | {H} | {naive:,.0f} | {fast:,.0f} | {fast / naive:.1f}x | {name} |", flush=True)
+    cell = "lstm" if "lstm" in args.cells else args.cells[0]
+    print(f"\n| cell | H | batch 1 chars/s | batch {args.num_samples} chars/s (total) | ratio |")
+    print(f"|---|---:|---:|---:|---:|")
+    for H in args.hidden:
+        r1, rB = batch_rates(models[cell, H], vocab, args)
+        print(f"| {cell} | {H} | {r1:,.0f} | {rB:,.0f} | {rB / r1:.1f}x |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
