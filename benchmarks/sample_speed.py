@@ -98,8 +98,8 @@ def main() -> None:
           f"({torch.get_num_threads()} threads), numpy {np.__version__}, "
           f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'unset')}")  # fmt: skip
     print(f"# L={args.layers}, V={V}, E=64, batch 1, temperature 1; best of {args.repeats}")
-    print(f"| cell | H | naive chars/s | charrnn chars/s | ratio | stepper |")
-    print(f"|---|---:|---:|---:|---:|---|")
+    print("| cell | H | naive chars/s | charrnn chars/s | ratio | stepper |")
+    print("|---|---:|---:|---:|---:|---|")
     models = {}
     for H in args.hidden:
         for cell in args.cells:
@@ -110,7 +110,7 @@ def main() -> None:
             print(f"| {cell} | {H} | {naive:,.0f} | {fast:,.0f} | {fast / naive:.1f}x | {name} |", flush=True)
     cell = "lstm" if "lstm" in args.cells else args.cells[0]
     print(f"\n| cell | H | batch 1 chars/s | batch {args.num_samples} chars/s (total) | ratio |")
-    print(f"|---|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|")
     for H in args.hidden:
         r1, rB = batch_rates(models[cell, H], vocab, args)
         print(f"| {cell} | {H} | {r1:,.0f} | {rB:,.0f} | {rB / r1:.1f}x |", flush=True)

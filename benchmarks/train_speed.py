@@ -118,8 +118,8 @@ def main() -> None:
 
     print(f"\nTraining speed, B={args.batch_size}, T={args.seq_len}, {torch.get_num_threads()} threads, "
           f"median of {args.rounds} rounds x {args.steps} steps")  # fmt: skip
-    print(f"| model | plain loop chars/s | charrnn chars/s | charrnn / plain | overhead |")
-    print(f"|---|---:|---:|---:|---:|")
+    print("| model | plain loop chars/s | charrnn chars/s | charrnn / plain | overhead |")
+    print("|---|---:|---:|---:|---:|")
     for name, c_plain, c_ours in rows:
         print(f"| {name} | {c_plain:,.0f} | {c_ours:,.0f} | {c_ours / c_plain:.3f} | {100 * (c_plain / c_ours - 1):+.1f}% |")
 

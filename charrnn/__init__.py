@@ -25,7 +25,7 @@ _API = {
     "load_model": "charrnn.checkpoint", "DataConfig": "charrnn.data", "load_corpus": "charrnn.data",
     "eval_run": "charrnn.evaluate", "evaluate": "charrnn.evaluate", "CharRNN": "charrnn.model",
     "ModelConfig": "charrnn.model", "SampleConfig": "charrnn.sampling", "generate": "charrnn.sampling",
-    "sample": "charrnn.sampling", "TrainConfig": "charrnn.train", "Trainer": "charrnn.train",
+    "sample": "charrnn.sampling", "TrainConfig": "charrnn.train_config", "Trainer": "charrnn.train",
     "train": "charrnn.train", "Vocab": "charrnn.vocab",
 }  # fmt: skip
 

@@ -19,7 +19,7 @@ DESCRIPTION = "Character-level RNN, LSTM and GRU language models: train on any t
 
 def build_parser() -> argparse.ArgumentParser:
     from charrnn.sampling import SampleConfig
-    from charrnn.train import TrainConfig
+    from charrnn.train_config import TrainConfig
     from charrnn.serve import ServeConfig
     from charrnn.viz import VizConfig
 
@@ -79,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def train_config_from_args(args: argparse.Namespace):
     """defaults <- preset <- flags; on --resume, the run's saved config <- the flags allowed to change."""
-    from charrnn.train import TrainConfig, resumed_config
+    from charrnn.train_config import TrainConfig, resumed_config
 
     given = {k: v for k, v in vars(args).items() if k not in ("command", "preset", "resume")}
     if args.resume:
