@@ -26,7 +26,7 @@ from charrnn.evaluate import score
 from charrnn.model import CharRNN, detach_state, loss_fn
 from charrnn.progress import Progress
 from charrnn.train_config import (  # noqa: F401  (re-exported: the training API lives here)
-    OPTIMIZERS, SCHEDULES, TrainConfig, make_optimizer, pick_device, resumed_config, schedule_factor,
+    OPTIMIZERS, SCHEDULES, TrainConfig, make_optimizer, pick_device, progress, resumed_config, schedule_factor,
 )
 from charrnn.vocab import Vocab
 
@@ -127,14 +127,7 @@ class Trainer:
     # -- the loop ----------------------------------------------------------------------
 
     def progress(self) -> float:
-        c, done = self.config, []
-        if c.max_steps:
-            done.append(self.step / c.max_steps)
-        if c.max_epochs:
-            done.append(self.step / (c.max_epochs * self.batches.num_batches))
-        if c.max_time:
-            done.append(self.elapsed / c.max_time)
-        return max(done)
+        return progress(self.config, self.step, self.elapsed, self.batches.num_batches)
 
     def set_lr(self) -> float:
         f = schedule_factor(self.config, self.step, self.progress(), self.batches.num_batches)
@@ -183,12 +176,7 @@ class Trainer:
                 p["factor"], p["bad"] = p["factor"] * self.config.lr_decay, 0
 
     def finished(self) -> bool:
-        c = self.config
-        return bool(
-            (c.max_steps and self.step >= c.max_steps)
-            or (c.max_epochs and self.step >= c.max_epochs * self.batches.num_batches)
-            or (c.max_time and self.elapsed >= c.max_time)
-        )
+        return self.progress() >= 1.0
 
     def roll_back(self, good: dict, step: int, loss: float) -> None:
         self.nan_retries += 1

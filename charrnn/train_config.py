@@ -111,6 +111,18 @@ def make_optimizer(config: TrainConfig, params) -> torch.optim.Optimizer:
     return torch.optim.Adagrad(params, lr=lr, weight_decay=wd)
 
 
+def progress(config: TrainConfig, step: int, elapsed: float, steps_per_epoch: int) -> float:
+    """How far a run is towards its nearest stopping limit (steps, epochs or seconds); 1 = done."""
+    done = []
+    if config.max_steps:
+        done.append(step / config.max_steps)
+    if config.max_epochs:
+        done.append(step / (config.max_epochs * steps_per_epoch))
+    if config.max_time:
+        done.append(elapsed / config.max_time)
+    return max(done)
+
+
 def schedule_factor(config: TrainConfig, step: int, progress: float, steps_per_epoch: int) -> float:
     """The learning rate at `step` as a fraction of --lr (before plateau and NaN halvings).
 

@@ -30,6 +30,7 @@ from charrnn.reference.checkpoint import save
 from charrnn.reference.model import CharRNN, ModelConfig
 from charrnn.reference.optim import OPTIMIZERS, clip_grad_norm, make_optimizer
 from charrnn.train import TrainConfig, TrainResult, schedule_factor
+from charrnn.train_config import progress
 
 
 def check_config(config: TrainConfig, resume: bool) -> None:
@@ -99,14 +100,7 @@ class ReferenceTrainer:
         return loss
 
     def progress(self) -> float:
-        c, done = self.config, []
-        if c.max_steps:
-            done.append(self.step / c.max_steps)
-        if c.max_epochs:
-            done.append(self.step / (c.max_epochs * self.batches.num_batches))
-        if c.max_time:
-            done.append(self.elapsed / c.max_time)
-        return max(done)
+        return progress(self.config, self.step, self.elapsed, self.batches.num_batches)
 
     def finished(self) -> bool:
         return self.progress() >= 1.0
