@@ -125,13 +125,17 @@ def test_eight_simultaneous_requests_equal_each_alone(url, app, monkeypatch):
     ]
     alone = [generate(url, b)[-1]["text"] for b in bodies]
     # Count the generations in flight, to know the requests really ran side by side.
-    pg, lock, running, peak = app.state.playground, threading.Lock(), [0], [0]
+    # A generation takes milliseconds, so each one waits (up to 5 s) until 4 are in
+    # flight: a server that ran them one at a time would never get there.
+    pg, lock, running, peak = app.state.playground, threading.Condition(), [0], [0]
     inner = pg.generate
 
     def counted(*args):
         with lock:
             running[0] += 1
             peak[0] = max(peak[0], running[0])
+            lock.notify_all()
+            lock.wait_for(lambda: peak[0] >= 4, timeout=5)
         try:
             return inner(*args)
         finally:
