@@ -61,6 +61,17 @@ def add_flags(parser: argparse.ArgumentParser, cls, skip: tuple[str, ...] = ()) 
                             metavar=None if meta.get("choices") else f.name.upper(), help=help_)  # fmt: skip
 
 
+def check_model_shape(config, cells) -> None:
+    """The checks both engines' ModelConfig share (torch-free, so the NumPy engine can use it)."""
+    if config.cell not in cells:
+        raise CharRNNError(f"unknown --cell {config.cell!r}: choose one of {', '.join(cells)}")
+    for name in ("layers", "hidden_size", "vocab_size"):
+        if getattr(config, name) < 1:
+            raise CharRNNError(f"--{name.replace('_', '-')} must be at least 1")
+    if config.embedding_size < 0:
+        raise CharRNNError("--embedding-size must be 0 (one-hot) or positive")
+
+
 def field_names(cls) -> set[str]:
     """All knob names of `cls`, nested configs included."""
     names = set()

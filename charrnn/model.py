@@ -24,7 +24,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from charrnn.config import knob
+from charrnn.config import check_model_shape, knob
 from charrnn.errors import CharRNNError
 
 CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
@@ -43,13 +43,7 @@ class ModelConfig:
     tie_weights: bool = knob(False, 'share the input embedding with the output layer (needs --embedding-size equal to --hidden-size)')
 
     def validate(self) -> None:
-        if self.cell not in CELLS:
-            raise CharRNNError(f"unknown --cell {self.cell!r}: choose one of {', '.join(CELLS)}")
-        for name in ("layers", "hidden_size", "vocab_size"):
-            if getattr(self, name) < 1:
-                raise CharRNNError(f"--{name.replace('_', '-')} must be at least 1")
-        if self.embedding_size < 0:
-            raise CharRNNError("--embedding-size must be 0 (one-hot) or positive")
+        check_model_shape(self, CELLS)
         if not 0 <= self.dropout < 1:
             raise CharRNNError("--dropout must be in [0, 1)")
         if self.tie_weights and self.embedding_size != self.hidden_size:

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from charrnn.config import knob
+from charrnn.config import check_model_shape, knob
 from charrnn.errors import CharRNNError
 from charrnn.reference.cells import CELLS
 
@@ -39,13 +39,7 @@ class ModelConfig:
     embedding_size: int = knob(64, "E: size of the learned character embedding; 0 = 1-of-k one-hot input")
 
     def validate(self) -> None:
-        if self.cell not in CELLS:
-            raise CharRNNError(f"unknown --cell {self.cell!r}: choose one of {', '.join(CELLS)}")
-        for name in ("layers", "hidden_size", "vocab_size"):
-            if getattr(self, name) < 1:
-                raise CharRNNError(f"--{name.replace('_', '-')} must be at least 1")
-        if self.embedding_size < 0:
-            raise CharRNNError("--embedding-size must be 0 (one-hot) or positive")
+        check_model_shape(self, CELLS)
 
     def to_json(self) -> dict:
         """charrnn.model.ModelConfig's JSON, so that the PyTorch engine loads the checkpoint."""
