@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import sys
 
 from charrnn import config as cfg
@@ -92,18 +91,15 @@ def train_config_from_args(args: argparse.Namespace):
 
 
 def cmd_train(args, argv: list[str]) -> int:
-    from charrnn.distributed import launch_command, launched
+    from charrnn.distributed import launched, run_torchrun
     from charrnn.train import train
 
     config = train_config_from_args(args)
     if config.nproc and not launched():
         config.validate()  # a bad flag fails here, once, rather than in each of nproc workers
-        # Become torchrun, which starts nproc copies of this same command (where --nproc is
-        # ignored). exec, not a child: Ctrl-C and SIGTERM then reach torchrun, which forwards them.
-        cmd = launch_command(config.nproc, argv[argv.index("train") + 1 :])
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os.execv(cmd[0], cmd)
+        # This process becomes torchrun, which starts nproc copies of this same command
+        # (where --nproc is ignored) and forwards Ctrl-C and SIGTERM to them.
+        return run_torchrun(config.nproc, argv[argv.index("train") + 1 :])
     result = train(config, resume=args.resume)
     if not result.is_main:
         return 0

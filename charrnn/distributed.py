@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
@@ -53,8 +52,8 @@ def launched() -> bool:
     return "RANK" in os.environ and "WORLD_SIZE" in os.environ
 
 
-def launch_command(nproc: int, train_args: list[str]) -> list[str]:
-    """The torchrun command line that runs `charrnn train train_args` on nproc local processes.
+def torchrun_args(nproc: int, train_args: list[str]) -> list[str]:
+    """torchrun's arguments for running `charrnn train train_args` on nproc local processes.
 
     --standalone starts a rendezvous on a free local port, so several runs can share
     a machine. The workers get train_args without --nproc (which torchrun's own parser
@@ -65,8 +64,31 @@ def launch_command(nproc: int, train_args: list[str]) -> list[str]:
         if not skip and a != "--nproc" and not a.startswith("--nproc="):
             args.append(a)
         skip = a == "--nproc" and not skip
-    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
-            "-m", "charrnn", "train", *args]  # fmt: skip
+    return ["--standalone", f"--nproc-per-node={nproc}", "-m", "charrnn", "train", *args]
+
+
+def run_torchrun(nproc: int, train_args: list[str]) -> int:
+    """Be torchrun in this process: start nproc workers and wait for them; the exit code.
+
+    torchrun's own entry point ends with a traceback both when it is signalled (Ctrl-C
+    reaches it with the workers) and when a worker fails. Here a signal, which torchrun
+    forwards to the workers and which they answer by saving and saying so, ends the run
+    with 0, as a signalled one-process run does; a failed worker, which printed its own
+    error, gets one line naming it.
+    """
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import parse_args, run
+
+    try:
+        run(parse_args(torchrun_args(nproc, train_args)))
+    except SignalException:
+        return 0
+    except ChildFailedError as e:
+        rank, failure = e.get_first_failure()
+        how = f"was killed by {failure.signal_name()}" if failure.exitcode < 0 else f"exited with code {failure.exitcode}"
+        raise CharRNNError(f"rank {rank} of {nproc} {how}, so the run stopped; continue it with --resume") from e
+    return 0
 
 
 @dataclass

@@ -31,7 +31,7 @@ if __name__ == "__main__":  # run as a rank: import this checkout's charrnn
 
 from charrnn import checkpoint as ckpt  # noqa: E402
 from charrnn.data import DataConfig, bundled_corpus  # noqa: E402
-from charrnn.distributed import Dist, launch_command  # noqa: E402
+from charrnn.distributed import Dist, torchrun_args  # noqa: E402
 from charrnn.errors import CharRNNError  # noqa: E402
 from charrnn.evaluate import evaluate, score  # noqa: E402
 from charrnn.model import CharRNN, ModelConfig  # noqa: E402
@@ -195,7 +195,9 @@ def start_cli(tmp: Path, out: str, *extra: str) -> subprocess.Popen:
             "--cell", "gru", "--layers", "1", "--hidden-size", "16", "--embedding-size", "8", "--batch-size", "4",
             "--seq-len", "16", "--max-steps", "1000000", "--max-epochs", "0", "--eval-every", "20",
             "--eval-chars", "500", "--device", "cpu", "--quiet", "--nproc", "2", *extra]  # fmt: skip
-    return subprocess.Popen([sys.executable, "-m", "charrnn", "train", *args], env=env(), stderr=subprocess.PIPE, text=True)
+    # A session of its own, as a command typed at a terminal has: Ctrl-C there signals the whole group.
+    return subprocess.Popen([sys.executable, "-m", "charrnn", "train", *args], env=env(), stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)  # fmt: skip
 
 
 def ranks_of(torchrun: subprocess.Popen, n: int = 2) -> dict[int, int]:
@@ -232,11 +234,25 @@ def test_sigterm_to_one_rank_stops_all_after_one_checkpoint(tmp):
     err = torchrun.communicate(timeout=TIMEOUT)[1]
     assert torchrun.returncode == 0, err[-3000:]
     assert err.count("Stopped at step") == 1  # rank 0 alone reports
+    assert "Traceback" not in err
     step = ckpt.read_meta(tmp / "sigterm" / "last")["step"]
     assert ckpt.load_trainer_state(tmp / "sigterm" / "last")["step"] == step
     records = metrics(str(tmp / "sigterm"))
     assert [m["step"] for m in records if "val_loss" in m].count(step) == 1  # one final checkpoint
     assert records[-1]["step"] == step and "val_loss" in records[-1]
+
+
+def test_ctrl_c_stops_torchrun_and_every_rank_cleanly(tmp):
+    """Ctrl-C at a terminal signals torchrun and all its workers at once."""
+    torchrun = start_cli(tmp, "ctrl-c")
+    wait_for_checkpoint(torchrun, tmp / "ctrl-c")
+    os.killpg(torchrun.pid, signal.SIGINT)
+    err = torchrun.communicate(timeout=TIMEOUT)[1]
+    assert torchrun.returncode == 0, err[-3000:]
+    assert "Traceback" not in err, err[-3000:]
+    assert err.count("Stopped at step") == 1 and "--resume --nproc N" in err
+    step = ckpt.read_meta(tmp / "ctrl-c" / "last")["step"]
+    assert ckpt.load_trainer_state(tmp / "ctrl-c" / "last")["step"] == step
 
 
 @pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="finds the ranks through /proc")
@@ -249,6 +265,7 @@ def test_killed_rank_ends_the_run_with_an_error_in_bounded_time(tmp):
     assert time.monotonic() - t0 < 30
     assert torchrun.returncode != 0
     assert "charrnn train: error: rank 0 of 2: another rank died or did not answer" in err, err[-3000:]
+    assert "charrnn train: error: rank 1 of 2 was killed by SIGKILL" in err and "Traceback" not in err, err[-3000:]
     # Whatever the moment of the kill, the checkpoint is whole: it loads and resumes.
     last = ckpt.resolve(tmp / "killed", "last")
     CharRNN(ModelConfig.from_json(ckpt.read_meta(last)["model"])).load_state_dict(ckpt.load_weights(last))
@@ -282,10 +299,9 @@ def test_sharded_validation_adds_up_to_the_whole():
     assert score(model, ids, 2, 16, shard=(2, 3)) == (0.0, 0)  # more ranks than streams: nothing to do
 
 
-def test_launch_command_is_torchrun_without_nproc():
-    cmd = launch_command(2, ["--out", "x", "--nproc", "2", "--lr", "0.1", "--nproc=2"])
-    assert cmd[1:6] == ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "-m"]
-    assert cmd[6:] == ["charrnn", "train", "--out", "x", "--lr", "0.1"]
+def test_torchrun_args_leave_out_nproc():
+    cmd = torchrun_args(2, ["--out", "x", "--nproc", "2", "--lr", "0.1", "--nproc=2"])
+    assert cmd == ["--standalone", "--nproc-per-node=2", "-m", "charrnn", "train", "--out", "x", "--lr", "0.1"]
 
 
 def test_a_plain_process_is_one_rank():
