@@ -184,7 +184,9 @@ class BigramStepper:
 
 
 CASES = [
-    (VOCAB, dict(length=300, seed=1)),
+    (VOCAB, dict(length=300, seed=1)),  # no stop string: generate's plain path, as the next two
+    (VOCAB, dict(length=250, seed=10, num_samples=5, prime="AB", temperature=0.8, top_p=0.9)),
+    (VOCAB, dict(length=1, seed=12, num_samples=2)),
     (VOCAB, dict(length=300, seed=2, stop="a")),
     (VOCAB, dict(length=400, seed=3, stop="e f", prime="hi", num_samples=4)),
     (VOCAB, dict(length=200, seed=4, stop="zz", temperature=0.7, top_k=5)),  # stop not in vocab: never stops
