@@ -85,9 +85,10 @@ def run_torchrun(nproc: int, train_args: list[str]) -> int:
     except SignalException:
         return 0
     except ChildFailedError as e:
-        rank, failure = e.get_first_failure()
-        how = f"was killed by {failure.signal_name()}" if failure.exitcode < 0 else f"exited with code {failure.exitcode}"
-        raise CharRNNError(f"rank {rank} of {nproc} {how}, so the run stopped; continue it with --resume") from e
+        # Every failed rank, not torchrun's "first" one: its times are in whole seconds.
+        how = [f"rank {rank} " + (f"was killed by {f.signal_name()}" if f.exitcode < 0 else f"exited with code {f.exitcode}")
+               for rank, f in sorted(e.failures.items())]  # fmt: skip
+        raise CharRNNError(f"the run on {nproc} processes stopped ({', '.join(how)}); continue it with --resume") from e
     return 0
 
 
