@@ -73,8 +73,8 @@ def run_torchrun(nproc: int, train_args: list[str]) -> int:
     torchrun's own entry point ends with a traceback both when it is signalled (Ctrl-C
     reaches it with the workers) and when a worker fails. Here a signal, which torchrun
     forwards to the workers and which they answer by saving and saying so, ends the run
-    with 0, as a signalled one-process run does; a failed worker, which printed its own
-    error, gets one line naming it.
+    with 0, as a signalled one-process run does; failed workers, which printed their own
+    errors, end it with a CharRNNError naming each failed rank and how it ended.
     """
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError

@@ -249,8 +249,8 @@ def _generate_plain(stepper, logits, sampler, chars, head, length, on_text) -> l
     """generate() without a stop string, for a vocabulary of characters (the usual case).
 
     No row can end early and one id is one character, so the ids go into one
-    (length, B) array and are decoded at the end: a step does no per-row Python work,
-    which at --num-samples 32 would cost as much as the sampling rules.
+    (length, B) array and are decoded at the end: a step does no per-row Python work
+    (the loop of generate() makes B calls per step).
     """
     out = np.empty((length, sampler.ids.shape[0]), dtype=np.int64)
     for t in range(length):
