@@ -14,6 +14,13 @@ defaults; random weights, since speed does not depend on training) it times
 at batch 1, and then charrnn at --num-samples B (32) against batch 1, as total
 characters per second. Each figure is the best of --repeats runs, naive and charrnn
 interleaved, so a burst of load from other processes hits both alike.
+
+The batched table also gives the arithmetic ceiling: a character costs
+2 * (G*H*H + (L-1)*G*H*2H + V*H) floating-point operations in the stepper's matrix
+products (layer 0's input side is a table look-up), so no batch size can write more
+than peak / that many characters per second, where peak is the float32 rate of
+NumPy's BLAS measured in the same run on large square products. "ceiling / batch 1"
+is the most that any batch could give over batch 1 on this machine in float32.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ from charrnn.sampling import SampleConfig, pick_stepper, sample
 from charrnn.vocab import Vocab
 
 V = 65
+GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 
 
 @torch.inference_mode()
@@ -81,6 +89,29 @@ def batch_rates(model: CharRNN, vocab: Vocab, args) -> tuple[float, float]:
     return r1, rB
 
 
+def flops_per_char(cell: str, H: int, L: int) -> int:
+    """Floating-point operations of the stepper's matrix products for one character
+    (fastsample.NumpyStepper: layer 0 reads its input side from a table). GRU's
+    layers >= 1 multiply a (4H, 2H) block matrix, a quarter of it zeros."""
+    G = GATES[cell]
+    upper = 4 * H * 2 * H if cell == "gru" else G * H * 2 * H
+    return 2 * (G * H * H + (L - 1) * upper + V * H)
+
+
+def sgemm_peak(n: int = 1536, repeats: int = 5) -> float:
+    """NumPy's float32 matrix-product rate on large square matrices, FLOP/s (best of
+    `repeats`): what the BLAS gets when arithmetic, not overhead or memory, limits it."""
+    a, b = np.random.default_rng(0).standard_normal((2, n, n), dtype=np.float32)
+    out = np.empty((n, n), np.float32)
+    np.dot(a, b, out=out)
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        np.dot(a, b, out=out)
+        best = min(best, time.perf_counter() - t)
+    return 2 * n**3 / best
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--cells", nargs="+", default=["rnn", "lstm", "gru"], help="cells to time")
@@ -109,11 +140,16 @@ def main() -> None:
             name = type(pick_stepper(model)).__name__
             print(f"| {cell} | {H} | {naive:,.0f} | {fast:,.0f} | {fast / naive:.1f}x | {name} |", flush=True)
     cell = "lstm" if "lstm" in args.cells else args.cells[0]
-    print(f"\n| cell | H | batch 1 chars/s | batch {args.num_samples} chars/s (total) | ratio |")
-    print("|---|---:|---:|---:|---:|")
+    B, peak = args.num_samples, sgemm_peak()
+    print(f"\n# float32 peak of NumPy's BLAS here: {peak / 1e9:.0f} GFLOP/s (1536^3 products, best of 5)")
+    print(f"| cell | H | batch 1 chars/s | batch {B} chars/s (total) | ratio | ceiling chars/s "
+          f"| ceiling / batch 1 | batch {B} / ceiling |")  # fmt: skip
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for H in args.hidden:
         r1, rB = batch_rates(models[cell, H], vocab, args)
-        print(f"| {cell} | {H} | {r1:,.0f} | {rB:,.0f} | {rB / r1:.1f}x |", flush=True)
+        ceiling = peak / flops_per_char(cell, H, args.layers)
+        print(f"| {cell} | {H} | {r1:,.0f} | {rB:,.0f} | {rB / r1:.1f}x | {ceiling:,.0f} | {ceiling / r1:.1f}x "
+              f"| {rB / ceiling:.0%} |", flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -229,3 +229,20 @@ def test_options_behave():
     stop = a[30:32]  # a string that this seed writes, so the sample must end before it
     cut = sample(model, VOCAB, SampleConfig(length=60, seed=5, stop=stop))[0]
     assert cut == a[: a.index(stop)]
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+@pytest.mark.parametrize("layers", [1, 3])
+def test_benchmark_flop_count_matches_the_stepper_matrices(cell, layers):
+    """benchmarks/sample_speed.py's arithmetic ceiling counts 2 FLOPs per weight that a
+    step multiplies: the same total as the matrices NumpyStepper actually multiplies."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parent.parent / "benchmarks" / "sample_speed.py"
+    spec = importlib.util.spec_from_file_location("sample_speed", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    s = NumpyStepper(make_model(cell, layers=layers, hidden=24, V=bench.V))
+    weights = [s.w_hh[0], s.w_head_t, *s.w_xh[1:]]
+    assert bench.flops_per_char(cell, 24, layers) == 2 * sum(w.size for w in weights)
