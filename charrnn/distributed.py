@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import os
 import re
+import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
@@ -75,13 +76,16 @@ def run_torchrun(nproc: int, train_args: list[str]) -> int:
     forwards to the workers and which they answer by saving and saying so, ends the run
     with 0, as a signalled one-process run does; failed workers, which printed their own
     errors, end it with a CharRNNError naming each failed rank and how it ended.
+    torchrun's log folder (its workers' error files) is a temporary one, removed at the
+    end: by default torchrun leaves a /tmp/torchelastic_* folder behind on every run.
     """
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import parse_args, run
 
     try:
-        run(parse_args(torchrun_args(nproc, train_args)))
+        with tempfile.TemporaryDirectory(prefix="charrnn-torchrun-") as logs:
+            run(parse_args([f"--log-dir={logs}", *torchrun_args(nproc, train_args)]))
     except SignalException:
         return 0
     except ChildFailedError as e:

@@ -190,14 +190,16 @@ def test_resume_on_as_many_ranks_restores_each_ranks_dropout_stream(tmp, runs):
 
 
 def start_cli(tmp: Path, out: str, *extra: str) -> subprocess.Popen:
-    """`charrnn train --nproc 2` on a run too long to finish: the process becomes torchrun."""
+    """`charrnn train --nproc 2` on a run too long to finish: the process becomes torchrun.
+    Its temporary files go to tmp/out-tmp (TMPDIR), so a test can see what is left there."""
+    (tmp / f"{out}-tmp").mkdir()
     args = ["--data", str(tmp / "corpus.txt"), "--cache-dir", str(tmp / "cache"), "--out", str(tmp / out),
             "--cell", "gru", "--layers", "1", "--hidden-size", "16", "--embedding-size", "8", "--batch-size", "4",
             "--seq-len", "16", "--max-steps", "1000000", "--max-epochs", "0", "--eval-every", "20",
             "--eval-chars", "500", "--device", "cpu", "--quiet", "--nproc", "2", *extra]  # fmt: skip
     # A session of its own, as a command typed at a terminal has: Ctrl-C there signals the whole group.
-    return subprocess.Popen([sys.executable, "-m", "charrnn", "train", *args], env=env(), stderr=subprocess.PIPE,
-                            text=True, start_new_session=True)  # fmt: skip
+    return subprocess.Popen([sys.executable, "-m", "charrnn", "train", *args], stderr=subprocess.PIPE, text=True,
+                            env={**env(), "TMPDIR": str(tmp / f"{out}-tmp")}, start_new_session=True)  # fmt: skip
 
 
 def ranks_of(torchrun: subprocess.Popen, n: int = 2) -> dict[int, int]:
@@ -251,6 +253,8 @@ def test_ctrl_c_stops_torchrun_and_every_rank_cleanly(tmp):
     assert torchrun.returncode == 0, err[-3000:]
     assert "Traceback" not in err, err[-3000:]
     assert err.count("Stopped at step") == 1 and "--resume --nproc N" in err
+    left = [p.name for p in (tmp / "ctrl-c-tmp").iterdir() if p.name.startswith(("torchelastic_", "charrnn-"))]
+    assert left == []  # torchrun's log folder is removed (torch's torchinductor_USER cache may stay)
     step = ckpt.read_meta(tmp / "ctrl-c" / "last")["step"]
     assert ckpt.load_trainer_state(tmp / "ctrl-c" / "last")["step"] == step
 
