@@ -33,12 +33,12 @@ import time
 import numpy as np
 import torch
 
+from charrnn.fastsample import GATES
 from charrnn.model import CharRNN, ModelConfig
 from charrnn.sampling import SampleConfig, pick_stepper, sample
 from charrnn.vocab import Vocab
 
 V = 65
-GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 
 
 @torch.inference_mode()
