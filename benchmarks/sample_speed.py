@@ -98,7 +98,10 @@ def flops_per_char(cell: str, H: int, L: int) -> int:
     return 2 * (G * H * H + (L - 1) * upper + V * H)
 
 
-def sgemm_peak(n: int = 1536, repeats: int = 5) -> float:
+PEAK_N, PEAK_REPEATS = 1536, 5  # the peak's square size and timed runs
+
+
+def sgemm_peak(n: int = PEAK_N, repeats: int = PEAK_REPEATS) -> float:
     """NumPy's float32 matrix-product rate on large square matrices, FLOP/s (best of
     `repeats`): what the BLAS gets when arithmetic, not overhead or memory, limits it."""
     a, b = np.random.default_rng(0).standard_normal((2, n, n), dtype=np.float32)
@@ -141,7 +144,7 @@ def main() -> None:
             print(f"| {cell} | {H} | {naive:,.0f} | {fast:,.0f} | {fast / naive:.1f}x | {name} |", flush=True)
     cell = "lstm" if "lstm" in args.cells else args.cells[0]
     B, peak = args.num_samples, sgemm_peak()
-    print(f"\n# float32 peak of NumPy's BLAS here: {peak / 1e9:.0f} GFLOP/s (1536^3 products, best of 5)")
+    print(f"\n# float32 peak of NumPy's BLAS here: {peak / 1e9:.0f} GFLOP/s ({PEAK_N}^3 products, best of {PEAK_REPEATS})")
     print(f"| cell | H | batch 1 chars/s | batch {B} chars/s (total) | ratio | ceiling chars/s "
           f"| ceiling / batch 1 | batch {B} / ceiling |")  # fmt: skip
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
