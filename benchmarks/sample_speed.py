@@ -144,7 +144,8 @@ def main() -> None:
             print(f"| {cell} | {H} | {naive:,.0f} | {fast:,.0f} | {fast / naive:.1f}x | {name} |", flush=True)
     cell = "lstm" if "lstm" in args.cells else args.cells[0]
     B, peak = args.num_samples, sgemm_peak()
-    print(f"\n# float32 peak of NumPy's BLAS here: {peak / 1e9:.0f} GFLOP/s ({PEAK_N}^3 products, best of {PEAK_REPEATS})")
+    print(f"\n# float32 peak of NumPy's BLAS here: {peak / 1e9:.0f} GFLOP/s "
+          f"({PEAK_N}^3 products, best of {PEAK_REPEATS})")
     print(f"| cell | H | batch 1 chars/s | batch {B} chars/s (total) | ratio | ceiling chars/s "
           f"| ceiling / batch 1 | batch {B} / ceiling |")  # fmt: skip
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
