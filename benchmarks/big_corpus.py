@@ -4,7 +4,7 @@ Builds a UTF-8 corpus of --size-gb on the fly (Tiny Shakespeare's lines, shuffle
 anew in each block so the text is not one repeated file, with a sprinkling of
 non-ASCII lines so the UTF-8 path is exercised), then, each in a fresh process:
 
-1. encodes it (charrnn.data.load_corpus, cold cache) and reports MB/s and peak RSS;
+1. encodes it (charrnn.data.corpus.load_corpus, cold cache) and reports MB/s and peak RSS;
 2. trains a 2x256 LSTM on it for a few steps (`charrnn train`, warm cache) and
    reports the peak resident memory of the whole process.
 
@@ -24,11 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
-from charrnn.data import bundled_corpus
+from charrnn.data.corpus import bundled_corpus
 
 ENCODE = """
 import json, resource, sys, time
-from charrnn.data import DataConfig, load_corpus
+from charrnn.data.corpus import DataConfig, load_corpus
 t = time.perf_counter()
 c = load_corpus(DataConfig(data=sys.argv[1], cache_dir=sys.argv[2]))
 dt = time.perf_counter() - t

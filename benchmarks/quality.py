@@ -3,7 +3,7 @@
 Trains charrnn (a preset, default `small`) and a plain PyTorch loop for the same
 budget, one after the other in one run, and scores both the same way: mean
 cross-entropy over the whole standard validation split (the last 10%), read as
-B streams with the hidden state carried (charrnn.evaluate). The plain loop is what
+B streams with the hidden state carried (charrnn.evaluation). The plain loop is what
 a user would write: 2x256 nn.LSTM, Adam 2e-3 with cosine decay over the budget,
 random batches of 32 x 128, no dropout.
 
@@ -26,10 +26,10 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from charrnn import config as cfg
-from charrnn.data import DataConfig, load_corpus
-from charrnn.evaluate import evaluate
-from charrnn.train import TrainConfig, train
+from charrnn import knobs
+from charrnn.data.corpus import DataConfig, load_corpus
+from charrnn.evaluation import evaluate
+from charrnn.training.trainer import TrainConfig, train
 
 LN2 = math.log(2)
 

@@ -19,9 +19,9 @@ import time
 
 import numpy as np
 
-from charrnn.data import bundled_corpus
+from charrnn.data.corpus import bundled_corpus
 from charrnn.reference import CharRNN, ModelConfig, clip_grad_norm, make_optimizer
-from charrnn.vocab import Vocab
+from charrnn.data.vocab import Vocab
 
 H, T, LR = 100, 25, 0.1
 
@@ -73,7 +73,7 @@ def min_char_rnn(ids: np.ndarray, V: int, seconds: float) -> float:
 
 
 def reference(ids: np.ndarray, V: int, B: int, seconds: float) -> float:
-    """The reference engine on B streams of the text (as charrnn.data lays them out); chars/s."""
+    """The reference engine on B streams of the text (as charrnn.data.corpus lays them out); chars/s."""
     model = CharRNN(ModelConfig(V, "rnn", 1, H, 0), rng=0)
     optimizer = make_optimizer("adagrad", LR)
     L = (len(ids) - 1) // B

@@ -8,7 +8,7 @@ defaults; random weights, since speed does not depend on training) it times
 
   naive    what a user would write: CharRNN.forward (so nn.LSTM/GRU/RNN) on a (1, 1)
            input per character, softmax, torch.multinomial, x.item()
-  charrnn  charrnn.sampling.sample with SampleConfig(temperature=1): the whole path,
+  charrnn  charrnn.sampling.generate.sample with SampleConfig(temperature=1): the whole path,
            prime, stepper, sampling rules and text assembly
 
 at batch 1, and then charrnn at --num-samples B (32) against batch 1, as total
@@ -33,10 +33,10 @@ import time
 import numpy as np
 import torch
 
-from charrnn.fastsample import GATES
-from charrnn.model import CharRNN, ModelConfig
-from charrnn.sampling import SampleConfig, pick_stepper, sample
-from charrnn.vocab import Vocab
+from charrnn.sampling.numpy_stepper import GATES
+from charrnn.engines.model import CharRNN, ModelConfig
+from charrnn.sampling.generate import SampleConfig, pick_stepper, sample
+from charrnn.data.vocab import Vocab
 
 V = 65
 

@@ -21,9 +21,9 @@ import time
 import torch
 import torch.nn as nn
 
-from charrnn.data import DataConfig, load_corpus
-from charrnn.model import ModelConfig
-from charrnn.train import TrainConfig, Trainer
+from charrnn.data.corpus import DataConfig, load_corpus
+from charrnn.engines.model import ModelConfig
+from charrnn.training.trainer import TrainConfig, Trainer
 
 
 class PlainLSTM(nn.Module):

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from charrnn.errors import CharRNNError
-from charrnn.vocab import Vocab
+from charrnn.data.vocab import Vocab
 
 if TYPE_CHECKING:  # torch is imported where used, so that the NumPy engine can read and write checkpoints without it
     import torch
@@ -130,7 +130,7 @@ def load_weights(folder: Path) -> dict[str, torch.Tensor]:
 
 def load_model(path: str | Path, which: str = "best", device: str | torch.device = "cpu"):
     """Load (model, vocab, meta) from a run folder or checkpoint, on CPU unless told."""
-    from charrnn.model import CharRNN, ModelConfig
+    from charrnn.engines.model import CharRNN, ModelConfig
 
     folder = resolve(path, which)
     meta = read_meta(folder)

@@ -10,32 +10,32 @@ import argparse
 import math
 import sys
 
-from charrnn import config as cfg
+from charrnn import knobs
 from charrnn.errors import CharRNNError
 
 DESCRIPTION = "Character-level RNN, LSTM and GRU language models: train on any text, then write like it."
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from charrnn.sampling import SampleConfig
-    from charrnn.train_config import TrainConfig
-    from charrnn.serve import ServeConfig
-    from charrnn.viz import VizConfig
+    from charrnn.sampling.generate import SampleConfig
+    from charrnn.training.config import TrainConfig
+    from charrnn.inspection.serve import ServeConfig
+    from charrnn.inspection.viz import VizConfig
 
     parser = argparse.ArgumentParser(prog="charrnn", description=DESCRIPTION)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("train", help="train a model on a text", description="Train a model; the run folder --out gets checkpoints and metrics.")
-    p.add_argument("--preset", choices=cfg.preset_names(), default=argparse.SUPPRESS,
+    p.add_argument("--preset", choices=knobs.preset_names(), default=argparse.SUPPRESS,
                    help="start from a preset's settings (charrnn/presets/NAME.json); flags given override it")  # fmt: skip
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    cfg.add_flags(p, TrainConfig)
+    knobs.add_flags(p, TrainConfig)
 
     p = sub.add_parser("sample", help="generate text from a trained model", description="Generate text from a run folder or checkpoint.")
     p.add_argument("run", help="a run folder (its best checkpoint) or a checkpoint folder")
     p.add_argument("--checkpoint", choices=("best", "last"), default="best", help="which checkpoint of a run folder (default: best)")
     p.add_argument("--device", default="cpu", help="where to run the model: cpu, cuda or mps (default: cpu)")
-    cfg.add_flags(p, SampleConfig)
+    knobs.add_flags(p, SampleConfig)
 
     p = sub.add_parser("eval", help="score a text: loss, bits per character, perplexity", description="Score a text with a trained model.")
     p.add_argument("run", help="a run folder (its best checkpoint) or a checkpoint folder")
@@ -59,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", help="a run folder (its best checkpoint) or a checkpoint folder")
     p.add_argument("--checkpoint", choices=("best", "last"), default="best", help="which checkpoint of a run folder (default: best)")
     p.add_argument("--device", default="cpu", help="where to run the model: cpu, cuda or mps (default: cpu)")
-    cfg.add_flags(p, VizConfig)
+    knobs.add_flags(p, VizConfig)
 
     p = sub.add_parser("plot", help="a PNG of training and validation loss curves",
                        description="Plot bits per character against step and against training time, from metrics.jsonl.")  # fmt: skip
@@ -72,27 +72,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", help="a run folder (its best checkpoint) or a checkpoint folder")
     p.add_argument("--checkpoint", choices=("best", "last"), default="best", help="which checkpoint of a run folder (default: best)")
     p.add_argument("--device", default="cpu", help="where to run the model: cpu, cuda or mps (default: cpu)")
-    cfg.add_flags(p, ServeConfig)
+    knobs.add_flags(p, ServeConfig)
     return parser
 
 
 def train_config_from_args(args: argparse.Namespace):
     """defaults <- preset <- flags; on --resume, the run's saved config <- the flags allowed to change."""
-    from charrnn.train_config import TrainConfig, resumed_config
+    from charrnn.training.config import TrainConfig, resumed_config
 
     given = {k: v for k, v in vars(args).items() if k not in ("command", "preset", "resume")}
     if args.resume:
         return resumed_config(given.pop("out", TrainConfig().out), given)
     config = TrainConfig()
     if hasattr(args, "preset"):
-        cfg.apply(config, cfg.load_preset(args.preset))
-    cfg.apply(config, given)
+        knobs.apply(config, knobs.load_preset(args.preset))
+    knobs.apply(config, given)
     return config
 
 
 def cmd_train(args, argv: list[str]) -> int:
-    from charrnn.distributed import launched, run_torchrun
-    from charrnn.train import train
+    from charrnn.training.distributed import launched, run_torchrun
+    from charrnn.training.trainer import train
 
     config = train_config_from_args(args)
     if config.nproc and not launched():
@@ -115,10 +115,10 @@ def cmd_train(args, argv: list[str]) -> int:
 
 def cmd_sample(args) -> int:
     from charrnn.checkpoint import load_model
-    from charrnn.sampling import SampleConfig, sample
+    from charrnn.sampling.generate import SampleConfig, sample
 
     config = SampleConfig()
-    cfg.apply(config, vars(args))
+    knobs.apply(config, vars(args))
     model, vocab, _ = load_model(args.run, args.checkpoint, args.device)
     stream = config.num_samples == 1
 
@@ -136,7 +136,7 @@ def cmd_sample(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from charrnn.evaluate import eval_run
+    from charrnn.evaluation import eval_run
 
     r = eval_run(args.run, args.data, args.checkpoint, args.batch_size, args.seq_len, args.device, args.cache_dir)
     print(f"loss        {r.loss:.4f} nats/char")
@@ -150,17 +150,17 @@ def cmd_eval(args) -> int:
 
 
 def cmd_viz(args) -> int:
-    from charrnn.viz import VizConfig, viz
+    from charrnn.inspection.viz import VizConfig, viz
 
     config = VizConfig()
-    cfg.apply(config, vars(args))
+    knobs.apply(config, vars(args))
     out = viz(args.run, config, args.checkpoint, args.device)
     print(f"Wrote {out}; open it in a browser.", file=sys.stderr)
     return 0
 
 
 def cmd_plot(args) -> int:
-    from charrnn.plot import plot_runs
+    from charrnn.inspection.plot import plot_runs
 
     out = plot_runs(args.runs, args.out, args.title)
     print(f"Wrote {out}", file=sys.stderr)
@@ -168,10 +168,10 @@ def cmd_plot(args) -> int:
 
 
 def cmd_serve(args) -> int:
-    from charrnn.serve import ServeConfig, serve
+    from charrnn.inspection.serve import ServeConfig, serve
 
     config = ServeConfig()
-    cfg.apply(config, vars(args))
+    knobs.apply(config, vars(args))
     serve(args.run, config, args.checkpoint, args.device)
     return 0
 

@@ -18,13 +18,13 @@ import sys
 import tempfile
 from pathlib import Path
 
-from charrnn import config as cfg
+from charrnn import knobs
 from charrnn.checkpoint import has_checkpoint, load_model
-from charrnn.data import bundled_corpus
-from charrnn.plot import plot_runs
-from charrnn.serve import BackgroundServer, ServeConfig, create_app
-from charrnn.train import TrainConfig, train
-from charrnn.viz import build_report
+from charrnn.data.corpus import bundled_corpus
+from charrnn.inspection.plot import plot_runs
+from charrnn.inspection.serve import BackgroundServer, ServeConfig, create_app
+from charrnn.training.trainer import TrainConfig, train
+from charrnn.inspection.viz import build_report
 
 ROOT = Path(__file__).resolve().parent.parent
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -13,8 +13,8 @@ import httpx
 import pytest
 from viz_support import TEXT, tiny_model
 
-from charrnn.serve import BackgroundServer, ServeConfig, create_app
-from charrnn.viz import build_report
+from charrnn.inspection.serve import BackgroundServer, ServeConfig, create_app
+from charrnn.inspection.viz import build_report
 
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip

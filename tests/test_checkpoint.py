@@ -6,8 +6,8 @@ import torch
 
 from charrnn import checkpoint as ckpt
 from charrnn.errors import CharRNNError
-from charrnn.model import CharRNN, ModelConfig
-from charrnn.vocab import Vocab
+from charrnn.engines.model import CharRNN, ModelConfig
+from charrnn.data.vocab import Vocab
 
 
 def save(folder, tie=False, cell="gru"):

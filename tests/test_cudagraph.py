@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from charrnn.cudagraph import CudaGraphStepper
-from charrnn.model import CharRNN, ModelConfig
-from charrnn.sampling import SampleConfig, TorchStepper, sample
-from charrnn.vocab import Vocab
+from charrnn.sampling.cudagraph import CudaGraphStepper
+from charrnn.engines.model import CharRNN, ModelConfig
+from charrnn.sampling.generate import SampleConfig, TorchStepper, sample
+from charrnn.data.vocab import Vocab
 
 VOCAB = Vocab.from_chars("abcde fgh\nij.,ABC!?")
 

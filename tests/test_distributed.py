@@ -30,12 +30,12 @@ if __name__ == "__main__":  # run as a rank: import this checkout's charrnn
     sys.path.insert(0, str(REPO))
 
 from charrnn import checkpoint as ckpt  # noqa: E402
-from charrnn.data import DataConfig, bundled_corpus  # noqa: E402
-from charrnn.distributed import Dist, torchrun_args  # noqa: E402
+from charrnn.data.corpus import DataConfig, bundled_corpus  # noqa: E402
+from charrnn.training.distributed import Dist, torchrun_args  # noqa: E402
 from charrnn.errors import CharRNNError  # noqa: E402
-from charrnn.evaluate import evaluate, score  # noqa: E402
-from charrnn.model import CharRNN, ModelConfig  # noqa: E402
-from charrnn.train import TrainConfig, Trainer, train  # noqa: E402
+from charrnn.evaluation import evaluate, score  # noqa: E402
+from charrnn.engines.model import CharRNN, ModelConfig  # noqa: E402
+from charrnn.training.trainer import TrainConfig, Trainer, train  # noqa: E402
 
 K = 6  # steps of the first leg; a resumed run goes on to 2K
 TIMEOUT = 60  # seconds any one subprocess may take

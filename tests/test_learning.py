@@ -5,8 +5,8 @@ CI runs the short version; CHARRNN_SLOW=1 (make test-slow) runs the long one.
 
 import pytest
 
-from charrnn.model import ModelConfig
-from charrnn.train import TrainConfig, train
+from charrnn.engines.model import ModelConfig
+from charrnn.training.trainer import TrainConfig, train
 from conftest import SLOW
 
 

@@ -3,7 +3,7 @@ import torch
 import torch.nn as nn
 
 from charrnn.errors import CharRNNError
-from charrnn.model import CharRNN, ModelConfig, loss_fn
+from charrnn.engines.model import CharRNN, ModelConfig, loss_fn
 
 CELLS = ["rnn", "lstm", "gru"]
 

@@ -6,7 +6,7 @@ import pytest
 
 from charrnn.cli import main
 from charrnn.errors import CharRNNError
-from charrnn.plot import figure, plot_runs, read_curves
+from charrnn.inspection.plot import figure, plot_runs, read_curves
 
 
 def write_metrics(folder, records, tail=""):

@@ -14,9 +14,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from charrnn.model import CharRNN as TorchCharRNN
-from charrnn.model import ModelConfig as TorchModelConfig
-from charrnn.model import loss_fn
+from charrnn.engines.model import CharRNN as TorchCharRNN
+from charrnn.engines.model import ModelConfig as TorchModelConfig
+from charrnn.engines.model import loss_fn
 from charrnn.reference import GRU, LSTM, RNN, CharRNN, ModelConfig, from_state_dict, grad_check, to_state_dict
 from charrnn.reference.cells import CELLS, sigmoid
 

@@ -3,9 +3,9 @@ import pytest
 import torch
 
 from charrnn.errors import CharRNNError
-from charrnn.model import CharRNN, ModelConfig
-from charrnn.sampling import SampleConfig, sample, sample_next, top_k_mask, top_p_mask
-from charrnn.vocab import Vocab
+from charrnn.engines.model import CharRNN, ModelConfig
+from charrnn.sampling.generate import SampleConfig, sample, sample_next, top_k_mask, top_p_mask
+from charrnn.data.vocab import Vocab
 
 VOCAB = Vocab.from_chars("abcdefgh \n")
 

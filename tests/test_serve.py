@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from viz_support import naive_steps, save_run, tiny_model
 
-from charrnn.activations import trace
-from charrnn.sampling import SampleConfig, sample
-from charrnn.serve import BackgroundServer, ServeConfig, create_app, free_socket
+from charrnn.inspection.trace import trace
+from charrnn.sampling.generate import SampleConfig, sample
+from charrnn.inspection.serve import BackgroundServer, ServeConfig, create_app, free_socket
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ from viz_support import TEXT, naive_steps, save_run, tiny_model
 
 from charrnn.cli import main
 from charrnn.errors import CharRNNError
-from charrnn.viz import VizConfig, build_report, viz
+from charrnn.inspection.viz import VizConfig, build_report, viz
 
 
 def embedded(page: str) -> dict:

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from charrnn.errors import CharRNNError
-from charrnn.vocab import Vocab, id_dtype
+from charrnn.data.vocab import Vocab, id_dtype
 
 
 def test_round_trip_any_language():

@@ -8,8 +8,8 @@ import numpy as np
 import torch
 
 from charrnn.checkpoint import save_checkpoint
-from charrnn.model import CharRNN, ModelConfig
-from charrnn.vocab import Vocab
+from charrnn.engines.model import CharRNN, ModelConfig
+from charrnn.data.vocab import Vocab
 
 # The machine running the tests is shared: one thread is plenty for these tiny models.
 torch.set_num_threads(1)

@@ -1,7 +1,7 @@
 """One checkpoint format for both engines: the reference model in PyTorch's layout.
 
 A reference checkpoint is an ordinary charrnn checkpoint (see charrnn/checkpoint.py):
-model.safetensors holds the weights under charrnn.model.CharRNN's state_dict names,
+model.safetensors holds the weights under charrnn.engines.model.CharRNN's state_dict names,
 so `charrnn sample` and `charrnn eval` load it unchanged, and a PyTorch-trained
 checkpoint loads here. Only the names and the biases need translating:
 
@@ -30,11 +30,11 @@ import numpy as np
 from charrnn import checkpoint as ckpt
 from charrnn.errors import CharRNNError
 from charrnn.reference.model import CharRNN, ModelConfig
-from charrnn.vocab import Vocab
+from charrnn.data.vocab import Vocab
 
 
 def to_state_dict(model: CharRNN) -> dict[str, np.ndarray]:
-    """The reference model's weights under charrnn.model.CharRNN's state_dict names."""
+    """The reference model's weights under charrnn.engines.model.CharRNN's state_dict names."""
     out = {} if model.embedding is None else {"embedding.weight": model.embedding}
     for k, layer in enumerate(model.layers):
         bias_hh = np.zeros_like(layer.b_h)

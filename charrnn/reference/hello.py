@@ -18,7 +18,7 @@ import numpy as np
 from charrnn.errors import CharRNNError
 from charrnn.reference.model import CharRNN, ModelConfig
 from charrnn.reference.optim import Adam
-from charrnn.vocab import Vocab
+from charrnn.data.vocab import Vocab
 
 WORD = "hello"
 VOCAB = Vocab("utf-8", tuple("helo"))  # the article's order, not sorted

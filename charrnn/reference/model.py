@@ -11,7 +11,7 @@ turn its h into the V scores of the next character:
                  -> logits = Hs @ W_hy.T + b_y        (B, T, V)
                  -> loss = mean over B x T of -log softmax(logits)[target]
 
-State, as in charrnn.model: a tuple of (L, B, H) arrays, (h,) or (h, c) for LSTM.
+State, as in charrnn.engines.model: a tuple of (L, B, H) arrays, (h,) or (h, c) for LSTM.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from charrnn.config import check_model_shape, knob
+from charrnn.knobs import check_model_shape, knob
 from charrnn.errors import CharRNNError
 from charrnn.reference.cells import CELLS
 
@@ -29,7 +29,7 @@ State = tuple[np.ndarray, ...]
 
 @dataclass
 class ModelConfig:
-    """The reference engine's share of charrnn.model.ModelConfig: the same names and meaning.
+    """The reference engine's share of charrnn.engines.model.ModelConfig: the same names and meaning.
     Dropout and tied weights are not part of the article's model, so it has neither."""
 
     vocab_size: int = knob(65, "V, set from the corpus", flag=False)
@@ -42,7 +42,7 @@ class ModelConfig:
         check_model_shape(self, CELLS)
 
     def to_json(self) -> dict:
-        """charrnn.model.ModelConfig's JSON, so that the PyTorch engine loads the checkpoint."""
+        """charrnn.engines.model.ModelConfig's JSON, so that the PyTorch engine loads the checkpoint."""
         return {**asdict(self), "dropout": 0.0, "tie_weights": False}
 
     @classmethod
@@ -147,7 +147,7 @@ class CharRNN:
 
 
 class Stepper:
-    """The reference engine as a sampling.generate() stepper (see charrnn.sampling)."""
+    """The reference engine as a sampling.generate() stepper (see charrnn.sampling.generate)."""
 
     def __init__(self, model: CharRNN):
         self.model, self.state = model, None

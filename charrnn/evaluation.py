@@ -14,9 +14,9 @@ import numpy as np
 import torch
 
 from charrnn.checkpoint import load_model
-from charrnn.data import DataConfig, load_corpus
+from charrnn.data.corpus import DataConfig, load_corpus
 from charrnn.errors import CharRNNError
-from charrnn.model import loss_fn
+from charrnn.engines.model import loss_fn
 
 
 def evaluate(model, ids: np.ndarray, batch_size: int, seq_len: int, max_chars: int = 0, device="cpu") -> tuple[float, int]:

@@ -23,10 +23,10 @@ from typing import Callable
 import numpy as np
 import torch
 
-from charrnn.config import knob
+from charrnn.knobs import knob
 from charrnn.errors import CharRNNError
-from charrnn.fastsample import NumpyStepper
-from charrnn.vocab import Vocab
+from charrnn.sampling.numpy_stepper import NumpyStepper
+from charrnn.data.vocab import Vocab
 
 
 @dataclass
@@ -266,7 +266,7 @@ def _generate_plain(stepper, logits, sampler, chars, head, length, on_text) -> l
 def pick_stepper(model: torch.nn.Module):
     """The fastest stepper for `model`: NumpyStepper for a float32 model on the CPU
     (no per-character torch call), else TorchStepper (CUDA, MPS, other dtypes).
-    charrnn.cudagraph.CudaGraphStepper is not picked here: it has not run on a GPU yet."""
+    charrnn.sampling.cudagraph.CudaGraphStepper is not picked here: it has not run on a GPU yet."""
     p = next(model.parameters())
     if p.device.type == "cpu" and p.dtype == torch.float32:
         return NumpyStepper(model)

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from charrnn.vocab import Vocab
+from charrnn.data.vocab import Vocab
 
 TOP_K = 5  # guesses shown per position
 

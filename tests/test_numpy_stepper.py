@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 import torch
 
-from charrnn.fastsample import NumpyStepper
-from charrnn.model import CharRNN, ModelConfig
-from charrnn.sampling import (
+from charrnn.sampling.numpy_stepper import NumpyStepper
+from charrnn.engines.model import CharRNN, ModelConfig
+from charrnn.sampling.generate import (
     SampleConfig, Sampler, TorchStepper, generate, pick_stepper, prime_ids, sample, sample_next,
 )  # fmt: skip
-from charrnn.vocab import Vocab
+from charrnn.data.vocab import Vocab
 
 VOCAB = Vocab.from_chars("abcde fgh\nij.,ABC!?")  # V = 19
 

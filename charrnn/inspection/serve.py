@@ -26,10 +26,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib import resources
 
-from charrnn.activations import trace, trace_payload
-from charrnn.config import knob
+from charrnn.inspection.trace import trace, trace_payload
+from charrnn.knobs import knob
 from charrnn.errors import CharRNNError
-from charrnn.sampling import SampleConfig, prime_ids, sample
+from charrnn.sampling.generate import SampleConfig, prime_ids, sample
 
 MAX_BODY = 64 * 1024  # bytes of a request body
 MAX_SEED = 2**63 - 1
@@ -150,7 +150,7 @@ def create_app(model, vocab, config: ServeConfig | None = None, name: str = "mod
     from starlette.staticfiles import StaticFiles
 
     pg = Playground(model, vocab, config or ServeConfig(), name)
-    static = resources.files("charrnn").joinpath("static")
+    static = resources.files("charrnn.inspection").joinpath("static")
 
     async def index(request):
         return HTMLResponse(static.joinpath("playground.html").read_text(encoding="utf-8"))

@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from charrnn.config import knob
+from charrnn.knobs import knob
 from charrnn.errors import CharRNNError
-from charrnn.vocab import ENCODINGS, Vocab
+from charrnn.data.vocab import ENCODINGS, Vocab
 
 _ASCII = bytes(range(128))
 CHUNK_BYTES = 16 << 20  # read 16 MB at a time: big enough to be fast, small enough for any machine

@@ -6,13 +6,13 @@ import torch
 from safetensors.torch import load_file
 
 import importlib
-from charrnn.data import DataConfig
+from charrnn.data.corpus import DataConfig
 from charrnn.errors import CharRNNError
-from charrnn.model import ModelConfig
-from charrnn.train import OPTIMIZERS, SCHEDULES, TrainConfig, resumed_config, schedule_factor, train
+from charrnn.engines.model import ModelConfig
+from charrnn.training.trainer import OPTIMIZERS, SCHEDULES, TrainConfig, resumed_config, schedule_factor, train
 from conftest import small_text
 
-train_mod = importlib.import_module("charrnn.train")  # the package exports a function of that name
+train_mod = importlib.import_module("charrnn.training.trainer")  # the package exports a function of that name
 
 
 def config(tmp_path, name="run", **kw) -> TrainConfig:

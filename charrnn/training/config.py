@@ -10,10 +10,10 @@ from dataclasses import asdict, dataclass, field, fields
 import torch
 
 from charrnn import checkpoint as ckpt
-from charrnn.config import apply, knob
-from charrnn.data import DataConfig
+from charrnn.knobs import apply, knob
+from charrnn.data.corpus import DataConfig
 from charrnn.errors import CharRNNError
-from charrnn.model import ModelConfig
+from charrnn.engines.model import ModelConfig
 
 OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd", "adagrad")
 SCHEDULES = ("constant", "cosine", "step", "plateau")

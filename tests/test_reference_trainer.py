@@ -12,17 +12,17 @@ import torch
 
 from charrnn import checkpoint as ckpt
 from charrnn.cli import main
-from charrnn.data import DataConfig, bundled_corpus, load_corpus
-from charrnn.evaluate import evaluate as torch_evaluate
-from charrnn.model import CharRNN as TorchCharRNN
-from charrnn.model import ModelConfig as TorchModelConfig
+from charrnn.data.corpus import DataConfig, bundled_corpus, load_corpus
+from charrnn.evaluation import evaluate as torch_evaluate
+from charrnn.engines.model import CharRNN as TorchCharRNN
+from charrnn.engines.model import ModelConfig as TorchModelConfig
 from charrnn.reference import (CharRNN, ModelConfig, Stepper, clip_grad_norm, from_state_dict, load, make_optimizer,
                                save, to_state_dict)
 from charrnn.reference.hello import hello
-from charrnn.reference.train import ReferenceTrainer, evaluate
-from charrnn.sampling import SampleConfig, TorchStepper, generate
-from charrnn.train import TrainConfig, Trainer, train
-from charrnn.vocab import Vocab
+from charrnn.reference.trainer import ReferenceTrainer, evaluate
+from charrnn.sampling.generate import SampleConfig, TorchStepper, generate
+from charrnn.training.trainer import TrainConfig, Trainer, train
+from charrnn.data.vocab import Vocab
 
 
 @pytest.fixture(autouse=True)

@@ -4,9 +4,9 @@ import numpy as np
 import torch
 
 from charrnn.checkpoint import save_checkpoint
-from charrnn.evaluate import eval_run, evaluate
-from charrnn.model import CharRNN, ModelConfig, loss_fn
-from charrnn.vocab import Vocab
+from charrnn.evaluation import eval_run, evaluate
+from charrnn.engines.model import CharRNN, ModelConfig, loss_fn
+from charrnn.data.vocab import Vocab
 
 
 def test_evaluate_equals_one_pass_over_each_whole_stream():

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from charrnn.activations import trace, trace_payload
-from charrnn.config import knob
+from charrnn.inspection.trace import trace, trace_payload
+from charrnn.knobs import knob
 from charrnn.errors import CharRNNError
 
 
@@ -39,7 +39,7 @@ class VizConfig:
 
 def static_text(name: str) -> str:
     """A file of charrnn/static, shared by the report and the playground."""
-    return resources.files("charrnn").joinpath("static", name).read_text(encoding="utf-8")
+    return resources.files("charrnn.inspection").joinpath("static", name).read_text(encoding="utf-8")
 
 
 def read_text(config: VizConfig) -> str:

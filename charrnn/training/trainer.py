@@ -19,16 +19,16 @@ from pathlib import Path
 import torch
 
 from charrnn import checkpoint as ckpt
-from charrnn.data import StreamBatches, load_corpus
-from charrnn.distributed import Dist, launched
+from charrnn.data.corpus import StreamBatches, load_corpus
+from charrnn.training.distributed import Dist, launched
 from charrnn.errors import CharRNNError
-from charrnn.evaluate import score
-from charrnn.model import CharRNN, detach_state, loss_fn
-from charrnn.progress import Progress
-from charrnn.train_config import (  # noqa: F401  (re-exported: the training API lives here)
+from charrnn.evaluation import score
+from charrnn.engines.model import CharRNN, detach_state, loss_fn
+from charrnn.training.progress_bar import Progress
+from charrnn.training.config import (  # noqa: F401  (re-exported: the training API lives here)
     OPTIMIZERS, SCHEDULES, TrainConfig, make_optimizer, pick_device, progress, resumed_config, schedule_factor,
 )
-from charrnn.vocab import Vocab
+from charrnn.data.vocab import Vocab
 
 MAX_NAN_RETRIES = 3
 
@@ -311,7 +311,7 @@ def train(config: TrainConfig, resume: bool = False) -> TrainResult:
     --nproc, which starts torchrun, is the CLI's job (cli.py).
     """
     if config.engine == "reference":
-        from charrnn.reference.train import train_reference
+        from charrnn.reference.trainer import train_reference
 
         return train_reference(config, resume)
     if config.nproc and not launched():

@@ -1,6 +1,6 @@
 """`charrnn train --engine reference`: the training loop with the NumPy engine.
 
-It reads the same TrainConfig, the same data (charrnn.data's cache and TBPTT
+It reads the same TrainConfig, the same data (charrnn.data.corpus's cache and TBPTT
 batches, which is why this one module imports torch) and writes the same run folder
 as the PyTorch engine: metrics.jsonl, last/ and best/, whose checkpoints `charrnn
 sample` and `charrnn eval` load unchanged. Each step is the article's recipe:
@@ -23,14 +23,14 @@ from pathlib import Path
 import numpy as np
 
 from charrnn import checkpoint as ckpt
-from charrnn.data import StreamBatches, load_corpus
+from charrnn.data.corpus import StreamBatches, load_corpus
 from charrnn.errors import CharRNNError
-from charrnn.progress import Progress
+from charrnn.training.progress_bar import Progress
 from charrnn.reference.checkpoint import save
 from charrnn.reference.model import CharRNN, ModelConfig
 from charrnn.reference.optim import OPTIMIZERS, clip_grad_norm, make_optimizer
-from charrnn.train import TrainConfig, TrainResult, schedule_factor
-from charrnn.train_config import progress
+from charrnn.training.trainer import TrainConfig, TrainResult, schedule_factor
+from charrnn.training.config import progress
 
 
 def check_config(config: TrainConfig, resume: bool) -> None:
@@ -50,7 +50,7 @@ def check_config(config: TrainConfig, resume: bool) -> None:
 
 def evaluate(model: CharRNN, ids: np.ndarray, batch_size: int, seq_len: int, max_chars: int = 0) -> float:
     """Mean cross-entropy (nats) over `ids` read as B streams with the state carried
-    across chunks of T: the same streams and scoring as charrnn.evaluate.evaluate."""
+    across chunks of T: the same streams and scoring as charrnn.evaluation.evaluate."""
     if max_chars:
         ids = ids[: max_chars + 1]
     n = len(ids) - 1
@@ -67,7 +67,7 @@ def evaluate(model: CharRNN, ids: np.ndarray, batch_size: int, seq_len: int, max
 
 
 class ReferenceTrainer:
-    """The reference engine's counterpart of charrnn.train.Trainer (without resume)."""
+    """The reference engine's counterpart of charrnn.training.trainer.Trainer (without resume)."""
 
     def __init__(self, config: TrainConfig, resume: bool = False):
         check_config(config, resume)

@@ -5,8 +5,8 @@ import pytest
 import torch
 from viz_support import TEXT, naive_steps, tiny_model
 
-from charrnn.activations import Trace, position_labels, rank_neurons, text_features, trace
-from charrnn.vocab import Vocab
+from charrnn.inspection.trace import Trace, position_labels, rank_neurons, text_features, trace
+from charrnn.data.vocab import Vocab
 
 
 @pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])

@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
 
-from charrnn import data as data_mod
-from charrnn.data import DataConfig, StreamBatches, load_corpus, resolve_files
+from charrnn.data import corpus as data_mod
+from charrnn.data.corpus import DataConfig, StreamBatches, load_corpus, resolve_files
 from charrnn.errors import CharRNNError
-from charrnn.vocab import Vocab
+from charrnn.data.vocab import Vocab
 
 
 def test_bundled_corpus_is_tiny_shakespeare():

@@ -24,7 +24,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from charrnn.config import check_model_shape, knob
+from charrnn.knobs import check_model_shape, knob
 from charrnn.errors import CharRNNError
 
 CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
