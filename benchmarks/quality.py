@@ -28,8 +28,10 @@ import torch.nn as nn
 
 from charrnn import knobs
 from charrnn.data.corpus import DataConfig, load_corpus
+from charrnn.engines.torch_engine import TorchEngine
 from charrnn.evaluation import evaluate
-from charrnn.training.trainer import TrainConfig, train
+from charrnn.training.config import TrainConfig
+from charrnn.training.trainer import train
 
 LN2 = math.log(2)
 
@@ -69,7 +71,7 @@ def plain_loop(budget: float, eval_every: float, threads: int) -> list[tuple[flo
         spent += time.perf_counter() - t
         if spent >= next_eval or spent >= budget:
             model.eval()
-            points.append((spent, step, evaluate(model, val_ids, 32, 256)[0]))
+            points.append((spent, step, evaluate(TorchEngine(model), val_ids, 32, 256)[0]))
             model.train()
             print(f"  plain    {spent:6.0f} s  step {step:5d}  val {points[-1][2]:.4f} nats", flush=True)
             next_eval += eval_every

@@ -14,6 +14,7 @@ gives chars/s (median over rounds) and charrnn's overhead.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import tempfile
 import time
@@ -23,7 +24,9 @@ import torch.nn as nn
 
 from charrnn.data.corpus import DataConfig, load_corpus
 from charrnn.engines.model import ModelConfig
-from charrnn.training.trainer import TrainConfig, Trainer
+from charrnn.training.build import build_trainer
+from charrnn.training.config import TrainConfig
+from charrnn.training.trainer import Trainer
 
 
 class PlainLSTM(nn.Module):
@@ -71,11 +74,13 @@ def charrnn_seconds_per_step(out: str, args, hidden: int) -> callable:
         batch_size=args.batch_size, seq_len=args.seq_len, max_epochs=0, max_steps=args.warmup,
         eval_every=10**9, eval_chars=args.batch_size * args.seq_len, quiet=True,
     )  # fmt: skip
-    trainer = Trainer(config)
+    trainer, _ = build_trainer(config)
     trainer.run()  # warm-up, and the first checkpoint
 
     def timed(n: int) -> float:
-        trainer.config.max_steps = trainer.step + n
+        nonlocal trainer  # the same parts and run state, with a step limit n steps further
+        later = Trainer(dataclasses.replace(trainer.config, max_steps=trainer.step + n), trainer.parts, trainer.run_state)
+        later.hidden, trainer = trainer.hidden, later
         t = time.perf_counter()
         trainer.run()  # ends with one evaluation (B*T chars) and a checkpoint save: time them apart
         total = time.perf_counter() - t

@@ -10,7 +10,7 @@ A run folder holds
 and each checkpoint folder holds
 
       model.safetensors        the weights, named as CharRNN's state_dict
-      checkpoint.json          format, engine, model config, vocabulary, step, metrics,
+      checkpoint.json          format, engine, task, model config, vocabulary, step, metrics,
                                the training and data configs
       trainer.pt               (last/ only) optimizer, schedule, RNG states, data position and
                                hidden state: tensors, numbers and dicts only, so it loads
@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from charrnn.errors import CharRNNError
+from charrnn.tasks import get_task
 from charrnn.data.vocab import Vocab
 
 if TYPE_CHECKING:  # torch is imported where used, so that the NumPy engine can read and write checkpoints without it
@@ -134,6 +135,7 @@ def load_model(path: str | Path, which: str = "best", device: str | torch.device
 
     folder = resolve(path, which)
     meta = read_meta(folder)
+    get_task(meta.get("task"))  # a task this charrnn does not know is refused in one line
     model = CharRNN(ModelConfig.from_json(meta["model"]))
     model.load_state_dict(load_weights(folder))
     model.to(device).eval()

@@ -1,8 +1,9 @@
-"""Evaluation: loss in nats, bits per character and perplexity on a text.
+"""Scoring: loss in nats, bits per character and perplexity of a text under a model.
 
-Scoring reads the text as B contiguous streams, like training (see data.py), and
-carries the hidden state across chunks of T characters, so each character is
-predicted from all the text before it in its stream, not from T characters only.
+One scorer for every engine and every caller (training's validation and `charrnn
+eval`): it reads the text in the stream layout (data/layout.py) and carries the
+hidden state across chunks, so each character is predicted from all the text
+before it in its stream, not from T characters only. It imports no torch.
 """
 
 from __future__ import annotations
@@ -11,55 +12,38 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
-from charrnn.checkpoint import load_model
 from charrnn.data.corpus import DataConfig, load_corpus
-from charrnn.errors import CharRNNError
-from charrnn.engines.model import loss_fn
+from charrnn.data.layout import Streams, shard_rows
 
 
-def evaluate(model, ids: np.ndarray, batch_size: int, seq_len: int, max_chars: int = 0, device="cpu") -> tuple[float, int]:
-    """Mean cross-entropy (nats) over (the first max_chars + 1 of) `ids`, and how many
-    characters were scored: all but the first, which has nothing to be predicted from."""
-    total, n = score(model, ids, batch_size, seq_len, max_chars, device)
-    return total / n, n
-
-
-@torch.no_grad()
-def score(model, ids: np.ndarray, batch_size: int, seq_len: int, max_chars: int = 0, device="cpu",
+def score(engine, ids: np.ndarray, batch_size: int, seq_len: int, max_chars: int = 0,
           shard: tuple[int, int] = (0, 1)) -> tuple[float, int]:  # fmt: skip
-    """Summed cross-entropy (nats) and number of characters scored, as `evaluate`, over
-    the streams of shard (k, K) only: the k-th of K near-equal parts of the B streams, so
-    that K ranks can share the work and add up their sums (some parts may be empty)."""
-    if max_chars:
-        ids = ids[: max_chars + 1]
-    n = len(ids) - 1  # characters that have a predecessor
-    if n < 1:
-        raise CharRNNError("the text is too short to score: it needs at least 2 characters")
-    B = max(1, min(batch_size, n // seq_len))
-    L = n // B  # stream length
-    mine = np.array_split(np.arange(B), shard[1])[shard[0]]  # this shard's streams
-    if len(mine) == 0:
+    """Summed cross-entropy (nats) over (the first max_chars + 1 of) `ids`, and how many
+    characters were scored: all but the first, which has nothing to be predicted from.
+
+    shard (k, K): score only the k-th of K near-equal parts of the streams, so that K
+    ranks can share the work and add up their sums (some parts may be empty).
+    """
+    streams = Streams.for_scoring(ids[: max_chars + 1] if max_chars else ids, batch_size, seq_len)
+    rows = shard_rows(streams.B, shard)
+    if rows[0] == rows[1]:
         return 0.0, 0
-    was_training = model.training
-    model.eval()
-    total, state, rows = torch.zeros((), dtype=torch.float64), None, mine[:, None] * L
-    for start in range(0, L, seq_len):
-        t = min(seq_len, L - start)
-        chunk = torch.from_numpy(np.asarray(ids[rows + start + np.arange(t + 1)], dtype=np.int64)).to(device)
-        logits, state = model(chunk[:, :-1], state)
-        total += loss_fn(logits.float(), chunk[:, 1:], reduction="sum").double().cpu()
-    count = len(mine) * L
-    rest = n - B * L  # < B characters past the last stream: they continue it, so score them from its state
-    if rest and mine[-1] == B - 1:
-        last = tuple(s[:, -1:] for s in state)
-        chunk = torch.from_numpy(np.asarray(ids[B * L : n + 1], dtype=np.int64))[None].to(device)
-        logits, _ = model(chunk[:, :-1], last)
-        total += loss_fn(logits.float(), chunk[:, 1:], reduction="sum").double().cpu()
-        count += rest
-    model.train(was_training)
-    return total.item(), count
+    total, state = 0.0, None
+    for i in range(streams.scoring_chunks()):
+        loss, state = engine.loss_sum(*streams.chunk(i, rows), state)
+        total += loss
+    count = (rows[1] - rows[0]) * streams.stream_len
+    if streams.rest and rows[1] == streams.B:  # the tail continues the last stream: score it from its state
+        loss, _ = engine.loss_sum(*streams.tail(), tuple(s[:, -1:] for s in state))
+        total, count = total + loss, count + streams.rest
+    return total, count
+
+
+def evaluate(engine, ids: np.ndarray, batch_size: int, seq_len: int, max_chars: int = 0) -> tuple[float, int]:
+    """Mean cross-entropy (nats) per character scored, and how many were scored (see score)."""
+    total, n = score(engine, ids, batch_size, seq_len, max_chars)
+    return total / n, n
 
 
 @dataclass
@@ -77,8 +61,11 @@ class EvalResult:
 
 def eval_run(run: str, data: str, which: str = "best", batch_size: int = 32, seq_len: int = 256,
              device: str = "cpu", cache_dir: str | None = None) -> EvalResult:  # fmt: skip
-    """Score the text at `data` (file, folder or glob) with the model in `run`."""
+    """Score the text at `data` (file, folder or glob) with the model in `run` (PyTorch engine)."""
+    from charrnn.checkpoint import load_model
+    from charrnn.engines.torch_engine import TorchEngine
+
     model, vocab, _ = load_model(run, which, device)
     corpus = load_corpus(DataConfig(data=data, encoding=vocab.encoding, cache_dir=cache_dir), vocab, unknown="skip")
-    loss, n = evaluate(model, corpus.ids, batch_size, seq_len, 0, device)
+    loss, n = evaluate(TorchEngine(model, device), corpus.ids, batch_size, seq_len)
     return EvalResult(loss, loss / math.log(2), math.exp(loss), n, corpus.dropped)

@@ -23,7 +23,8 @@ from charrnn.checkpoint import has_checkpoint, load_model
 from charrnn.data.corpus import bundled_corpus
 from charrnn.inspection.plot import plot_runs
 from charrnn.inspection.serve import BackgroundServer, ServeConfig, create_app
-from charrnn.training.trainer import TrainConfig, train
+from charrnn.training.config import TrainConfig
+from charrnn.training.trainer import train
 from charrnn.inspection.viz import build_report
 
 ROOT = Path(__file__).resolve().parent.parent

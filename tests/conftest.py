@@ -2,6 +2,11 @@ import os
 
 import pytest
 import torch
+import tqdm
+
+# tqdm's monitor thread wakes every 10 s and allocates: it would show up in the
+# allocation counts of tests/test_numpy_stepper.py, whichever test started a bar.
+tqdm.tqdm.monitor_interval = 0
 
 # Slow training runs are long only when CHARRNN_SLOW=1; CI runs their short version.
 SLOW = os.environ.get("CHARRNN_SLOW") == "1"

@@ -30,12 +30,14 @@ def test_round_trip_gives_identical_logits(tmp_path, tie):
 
 def test_overwrite_is_a_swap_and_a_crash_inside_it_falls_back(tmp_path):
     run = tmp_path / "run"
-    save(run / "last")
-    save(run / "last")  # the second write replaces the first whole
+    save(run / "last", cell="gru")
+    m = save(run / "last", cell="lstm").eval()  # the second write replaces the first whole
     assert sorted(os.listdir(run)) == ["last"]
     os.rename(run / "last", run / ".last.old")  # as if killed between the two renames
     assert ckpt.resolve(run, "last") == run / ".last.old"
-    assert ckpt.load_model(run, "last")[0] is not None
+    loaded = ckpt.load_model(run, "last")[0]
+    x = torch.randint(0, 5, (2, 7))
+    assert loaded.config.cell == "lstm" and torch.equal(loaded(x)[0], m(x)[0])
 
 
 def test_trainer_state_loads_with_weights_only(tmp_path):
@@ -51,3 +53,14 @@ def test_missing_checkpoint_errors(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(CharRNNError, match="holds no checkpoint"):
         ckpt.resolve(tmp_path / "empty")
+
+
+def test_a_checkpoint_of_an_unknown_task_is_refused_in_one_line(tmp_path):
+    cfg = ModelConfig(vocab_size=4, hidden_size=8, embedding_size=4)
+    meta = {"engine": "torch", "task": "translate", "model": cfg.to_json(), "vocab": Vocab.from_chars("abc\n").to_json()}
+    ckpt.save_checkpoint(tmp_path / "best", CharRNN(cfg).state_dict(), meta)
+    with pytest.raises(CharRNNError, match="unknown task 'translate': this charrnn knows next-char"):
+        ckpt.load_model(tmp_path)
+    meta["task"] = "next-char"
+    ckpt.save_checkpoint(tmp_path / "best", CharRNN(cfg).state_dict(), meta)
+    assert ckpt.load_model(tmp_path)[2]["task"] == "next-char"

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from charrnn.data import corpus as data_mod
-from charrnn.data.corpus import DataConfig, StreamBatches, load_corpus, resolve_files
+from charrnn.data.corpus import DataConfig, load_corpus, resolve_files
 from charrnn.errors import CharRNNError
 from charrnn.data.vocab import Vocab
 
@@ -64,25 +64,3 @@ def test_bad_paths(tmp_path, make, message):
     path = make(tmp_path)
     with pytest.raises(CharRNNError, match=message):
         load_corpus(DataConfig(data=str(path)))
-
-
-def test_too_short_for_one_batch():
-    ids = np.arange(100) % 7
-    with pytest.raises(CharRNNError, match=r"too few for one batch.*--batch-size"):
-        StreamBatches(ids, batch_size=8, seq_len=16)
-
-
-def test_stream_batches_follow_the_drawn_layout():
-    ids = np.arange(1000)
-    B, T = 4, 10
-    sb = StreamBatches(ids, B, T)
-    L = (1000 - 1) // B
-    assert sb.num_batches == L // T
-    streams = [ids[b * L : (b + 1) * L + 1] for b in range(B)]  # naive reference
-    for i in range(sb.num_batches):
-        x, y = sb.get(i)
-        for b in range(B):
-            assert x[b].tolist() == streams[b][i * T : (i + 1) * T].tolist()
-            assert y[b].tolist() == streams[b][i * T + 1 : (i + 1) * T + 1].tolist()
-    x, _ = sb.get(3, row_start=1, row_end=3)
-    assert x.tolist() == sb.get(3)[0][1:3].tolist()

@@ -35,7 +35,10 @@ from charrnn.training.distributed import Dist, torchrun_args  # noqa: E402
 from charrnn.errors import CharRNNError  # noqa: E402
 from charrnn.evaluation import evaluate, score  # noqa: E402
 from charrnn.engines.model import CharRNN, ModelConfig  # noqa: E402
-from charrnn.training.trainer import TrainConfig, Trainer, train  # noqa: E402
+from charrnn.engines.torch_engine import TorchEngine  # noqa: E402
+from charrnn.training.build import build_trainer  # noqa: E402
+from charrnn.training.config import TrainConfig  # noqa: E402
+from charrnn.training.trainer import train  # noqa: E402
 
 K = 6  # steps of the first leg; a resumed run goes on to 2K
 TIMEOUT = 60  # seconds any one subprocess may take
@@ -117,7 +120,7 @@ def run_one(config: TrainConfig, resume: bool = False) -> list[str]:
     saves, real_save = [], ckpt.save_checkpoint
     ckpt.save_checkpoint = lambda folder, *a, **k: (saves.append(Path(folder).name), real_save(folder, *a, **k))
     try:
-        Trainer(config, resume).run()
+        build_trainer(config, resume)[0].run()
     finally:
         ckpt.save_checkpoint = real_save
     return saves
@@ -297,11 +300,12 @@ def test_sharded_validation_adds_up_to_the_whole():
     torch.manual_seed(0)
     model = CharRNN(ModelConfig(cell="gru", layers=1, hidden_size=8, embedding_size=4, vocab_size=10))
     ids = torch.randint(0, 10, (1000,)).numpy()
-    mean, n = evaluate(model, ids, 5, 16)
-    parts = [score(model, ids, 5, 16, shard=(k, 3)) for k in range(3)]
+    engine = TorchEngine(model)
+    mean, n = evaluate(engine, ids, 5, 16)
+    parts = [score(engine, ids, 5, 16, shard=(k, 3)) for k in range(3)]
     assert sum(c for _, c in parts) == n
     assert sum(t for t, _ in parts) / n == pytest.approx(mean, rel=1e-6)  # float32 sums over other batches
-    assert score(model, ids, 2, 16, shard=(2, 3)) == (0.0, 0)  # more ranks than streams: nothing to do
+    assert score(engine, ids, 2, 16, shard=(2, 3)) == (0.0, 0)  # more ranks than streams: nothing to do
 
 
 def test_torchrun_args_leave_out_nproc():

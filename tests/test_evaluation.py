@@ -4,6 +4,7 @@ import numpy as np
 import torch
 
 from charrnn.checkpoint import save_checkpoint
+from charrnn.engines.torch_engine import TorchEngine
 from charrnn.evaluation import eval_run, evaluate
 from charrnn.engines.model import CharRNN, ModelConfig, loss_fn
 from charrnn.data.vocab import Vocab
@@ -13,7 +14,7 @@ def test_evaluate_equals_one_pass_over_each_whole_stream():
     torch.manual_seed(0)
     m = CharRNN(ModelConfig(vocab_size=6, cell="gru", hidden_size=12, embedding_size=4)).eval()
     ids = np.random.default_rng(0).integers(0, 6, 1003)
-    loss, n = evaluate(m, ids, batch_size=4, seq_len=7)
+    loss, n = evaluate(TorchEngine(m), ids, batch_size=4, seq_len=7)
     L = 1002 // 4
     total = 0.0
     for b in range(4):  # naive reference: each stream in a single forward, no chunking

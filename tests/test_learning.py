@@ -6,7 +6,8 @@ CI runs the short version; CHARRNN_SLOW=1 (make test-slow) runs the long one.
 import pytest
 
 from charrnn.engines.model import ModelConfig
-from charrnn.training.trainer import TrainConfig, train
+from charrnn.training.config import TrainConfig
+from charrnn.training.trainer import train
 from conftest import SLOW
 
 

@@ -1,4 +1,4 @@
-"""Read a corpus, encode it once into a cached id array, split it, batch it for TBPTT.
+"""Read a corpus, encode it once into a cached id array, and split it (data/layout.py batches it).
 
 A corpus is a file, a folder (its text files, recursively, in sorted order) or a
 glob. Encoding streams the files in chunks twice: once to find the vocabulary and
@@ -19,7 +19,6 @@ from importlib import resources
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from charrnn.knobs import knob
 from charrnn.errors import CharRNNError
@@ -226,48 +225,3 @@ def load_corpus(config: DataConfig, vocab: Vocab | None = None, unknown: str = "
         raise CharRNNError(f"the corpus {config.data or BUNDLED} is empty; give a file with some text in it")
     ids = np.memmap(folder / "ids.bin", dtype=np.dtype(meta["dtype"]), mode="r", shape=(meta["n"],))
     return Corpus(ids, Vocab.from_json(meta["vocab"]), files, meta.get("dropped", {}))
-
-
-# -- Batching for truncated backprop through time ---------------------------------
-#
-# The training ids (N of them) are cut into B contiguous streams of L = (N-1) // B
-# characters each. Batch i reads positions [iT, (i+1)T) of every stream; targets are
-# the same positions shifted one character to the right:
-#
-#   ids      |------ stream 0 ------|------ stream 1 ------| ... |---- stream B-1 ----|
-#
-#              batch 0    batch 1    batch 2          batch n-1      (n = L // T)
-#   row 0    [ 0 .. T )[ T .. 2T )[ 2T .. 3T ) ...   <- stream 0
-#   row 1    [ 0 .. T )[ T .. 2T )[ 2T .. 3T ) ...   <- stream 1
-#   ...
-#   row B-1  [ 0 .. T )[ T .. 2T )[ 2T .. 3T ) ...   <- stream B-1
-#
-# Row b of batch i+1 continues row b of batch i, so the hidden state left by batch i
-# is the right initial state for batch i+1: training carries it over, detached so
-# that backprop stops at the batch boundary (truncated BPTT). At each epoch boundary
-# the streams start again from their beginnings and the state is reset to zero.
-
-
-class StreamBatches:
-    """The B x T batches of one split, as drawn above. Rows [row_start, row_end) can be
-    taken alone, so that data-parallel ranks each read their own streams."""
-
-    def __init__(self, ids: np.ndarray, batch_size: int, seq_len: int, what: str = "training"):
-        self.ids, self.B, self.T = ids, batch_size, seq_len
-        self.stream_len = (len(ids) - 1) // batch_size  # L
-        self.num_batches = self.stream_len // seq_len  # per epoch
-        if self.num_batches < 1:
-            need = batch_size * seq_len + 1
-            raise CharRNNError(
-                f"the {what} split has {len(ids):,} characters, too few for one batch of "
-                f"--batch-size {batch_size} x --seq-len {seq_len} (needs {need:,}); "
-                "use more text or lower --batch-size/--seq-len"
-            )
-        self._offsets = np.arange(seq_len + 1)
-
-    def get(self, i: int, row_start: int = 0, row_end: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Batch i (0 <= i < num_batches): inputs x and targets y, both (rows, T) int64."""
-        rows = np.arange(row_start, self.B if row_end is None else row_end)
-        index = rows[:, None] * self.stream_len + i * self.T + self._offsets  # (rows, T+1)
-        chunk = torch.from_numpy(np.asarray(self.ids[index], dtype=np.int64))
-        return chunk[:, :-1], chunk[:, 1:]

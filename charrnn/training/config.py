@@ -7,8 +7,6 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field, fields
 
-import torch
-
 from charrnn import checkpoint as ckpt
 from charrnn.knobs import apply, knob
 from charrnn.data.corpus import DataConfig
@@ -84,35 +82,9 @@ class TrainConfig:
         return cls(data=DataConfig(**d.get("data", {})), model=ModelConfig.from_json(d.get("model", {})), **kw)
 
 
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise CharRNNError("--device cuda was asked for but PyTorch sees no CUDA GPU; use --device cpu")
-    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise CharRNNError("--device mps was asked for but this machine has no MPS; use --device cpu")
-    return torch.device(name)
-
-
-def make_optimizer(config: TrainConfig, params) -> torch.optim.Optimizer:
-    lr, wd = config.lr, config.weight_decay
-    if config.optimizer == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=wd)
-    if config.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=wd)
-    if config.optimizer == "rmsprop":  # char-rnn's optimizer, with its decay rate 0.95
-        return torch.optim.RMSprop(params, lr=lr, alpha=0.95, weight_decay=wd)
-    if config.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=config.momentum, weight_decay=wd)
-    return torch.optim.Adagrad(params, lr=lr, weight_decay=wd)
-
-
-def progress(config: TrainConfig, step: int, elapsed: float, steps_per_epoch: int) -> float:
-    """How far a run is towards its nearest stopping limit (steps, epochs or seconds); 1 = done."""
+def budget_used(config: TrainConfig, step: int, elapsed: float, steps_per_epoch: int) -> float:
+    """The fraction of the run's budget used: how far it is towards its nearest stopping
+    limit (steps, epochs or seconds); 1 = done."""
     done = []
     if config.max_steps:
         done.append(step / config.max_steps)
@@ -123,16 +95,16 @@ def progress(config: TrainConfig, step: int, elapsed: float, steps_per_epoch: in
     return max(done)
 
 
-def schedule_factor(config: TrainConfig, step: int, progress: float, steps_per_epoch: int) -> float:
+def schedule_factor(config: TrainConfig, step: int, used: float, steps_per_epoch: int) -> float:
     """The learning rate at `step` as a fraction of --lr (before plateau and NaN halvings).
 
-    progress in [0, 1] is how far training is towards its nearest stopping limit
-    (steps, epochs or time), so a cosine schedule decays over whatever budget is set.
+    used in [0, 1] is the fraction of the budget used (budget_used), so a cosine
+    schedule decays over whatever budget is set: steps, epochs or time.
     """
     warm = min(1.0, (step + 1) / config.warmup_steps) if config.warmup_steps else 1.0
     if config.lr_schedule == "cosine":
         lo = config.min_lr_fraction
-        return warm * (lo + (1 - lo) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+        return warm * (lo + (1 - lo) * 0.5 * (1 + math.cos(math.pi * min(1.0, used))))
     if config.lr_schedule == "step":
         period = config.lr_decay_every or steps_per_epoch
         return warm * config.lr_decay ** (step // period)

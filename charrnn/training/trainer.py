@@ -1,36 +1,82 @@
-"""Training: the loop, with resume, NaN roll-back and signals (the config is in train_config.py).
+"""The training loop and its bookkeeping, written once for every engine.
 
-`train(TrainConfig(...))` is the whole of `charrnn train`. The Trainer owns the
-state that must survive a crash (weights, optimizer, schedule, RNG, data position,
-hidden state) and can turn it into plain tensors and numbers and back, which is
-what checkpoints, `--resume` and the NaN roll-back all use.
+    layout chunk (x, y) -> engine.train_step -> loss -> window -> metrics.jsonl, progress bar
+                        every --eval-every steps: score validation -> best/ and last/ checkpoints
+
+The Trainer is given its parts (build.py makes them from a TrainConfig): an engine
+(engines/protocol.py), the training layout, the validation ids, the vocabulary and
+a process group (one process, or a rank of a torchrun group). It owns the
+bookkeeping: stop limits, the learning-rate schedule, metrics, checkpoints, signals
+and the NaN roll-back. What must survive a crash is `RunState` plus the engine's
+state_dict. Nothing here imports torch.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
 import signal
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-import torch
+import numpy as np
 
 from charrnn import checkpoint as ckpt
-from charrnn.data.corpus import StreamBatches, load_corpus
-from charrnn.training.distributed import Dist, launched
+from charrnn.data.layout import Streams
+from charrnn.data.vocab import Vocab
 from charrnn.errors import CharRNNError
 from charrnn.evaluation import score
-from charrnn.engines.model import CharRNN, detach_state, loss_fn
-from charrnn.training.progress_bar import Progress
-from charrnn.training.config import (  # noqa: F401  (re-exported: the training API lives here)
-    OPTIMIZERS, SCHEDULES, TrainConfig, make_optimizer, pick_device, progress, resumed_config, schedule_factor,
-)
-from charrnn.data.vocab import Vocab
+from charrnn.tasks import NEXT_CHAR, Task
+from charrnn.training.config import TrainConfig, budget_used, schedule_factor
+from charrnn.training.progress_bar import ProgressBar
 
 MAX_NAN_RETRIES = 3
+
+
+@dataclass
+class RunState:
+    """The trainer's share of what survives a crash (the engine's share is its state_dict)."""
+
+    step: int = 0  # optimizer steps taken
+    epoch: int = 0  # whole passes over the training streams
+    batch_index: int = 0  # the next chunk of the current epoch
+    lr_scale: float = 1.0  # halved on each NaN roll-back
+    plateau: dict = field(default_factory=lambda: {"best": math.inf, "bad": 0, "factor": 1.0})
+    best_val: float = math.inf
+    elapsed: float = 0.0  # seconds of training and validation, across resumes
+    nan_retries: int = 0
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RunState":
+        return cls(**{f.name: copy.deepcopy(d[f.name]) for f in fields(cls)})
+
+
+class Solo:
+    """The process group of a plain, one-process run: every collective is the identity.
+    (training/distributed.py's Dist has the same methods for torchrun's ranks.)"""
+
+    rank, world_size, is_main = 0, 1, True
+
+    def reduce(self, values: list[float], op: str = "sum") -> list[float]:
+        return list(values)
+
+    def mean(self, value):
+        return value
+
+    def main_says(self, flag: bool) -> bool:
+        return flag
+
+    def rows(self, batch_size: int) -> tuple[int, int]:
+        return 0, batch_size
+
+    def errors(self):
+        return contextlib.nullcontext()
+
+    def close(self) -> None:
+        pass
 
 
 @dataclass
@@ -44,130 +90,101 @@ class TrainResult:
     is_main: bool = True  # rank 0 (or the only process): the one that reports
 
 
-class Trainer:
-    """Trains one process's share: all of it alone, or its rows of each batch as one rank
-    of a `Dist` group (see distributed.py), where every rank runs this same code."""
+@dataclass
+class Parts:
+    """What a Trainer is built from (build.py makes them; tests may make their own)."""
 
-    def __init__(self, config: TrainConfig, resume: bool = False, dist: Dist | None = None):
-        config.validate()
-        self.config, self.out, self.dist = config, Path(config.out), dist or Dist()
-        if not resume and ckpt.has_checkpoint(self.out):
-            raise CharRNNError(f"{self.out} already holds a run; pass --resume to continue it or choose another --out")
-        if config.threads:
-            torch.set_num_threads(config.threads)
-        self.device = self.dist.device or pick_device(config.device)
-        saved = ckpt.read_meta(ckpt.resolve(self.out, "last")) if resume else None
-        vocab = Vocab.from_json(saved["vocab"]) if saved else None
-        corpus = load_corpus(config.data, vocab)
-        self.vocab = corpus.vocab
-        train_ids, val_ids, _ = corpus.split(config.data.val_fraction, config.data.test_fraction)
-        self.batches = StreamBatches(train_ids, config.batch_size, config.seq_len)
-        self.rows = self.dist.rows(config.batch_size)  # this rank's streams: rows [start, end) of each batch
-        self.val_ids = val_ids
-        config.model.vocab_size = self.vocab.size
-        torch.manual_seed(config.seed)
-        self.model = CharRNN(config.model).to(self.device)
-        self.net = self.dist.wrap(self.model)  # what the training step runs: the model, or DDP around it
-        self.dist.seed_rank(config.seed)
-        self.optimizer = make_optimizer(config, self.model.parameters())
-        self.step = self.batch_index = self.epoch = 0
-        self.state = None  # hidden state of this rank's streams, carried between batches (TBPTT)
-        self.lr_scale = 1.0  # halved on each NaN roll-back
-        self.plateau = {"best": math.inf, "bad": 0, "factor": 1.0}
-        self.best_val, self.last_val, self.elapsed, self.nan_retries = math.inf, None, 0.0, 0
-        if resume:
-            self.load_state_dict(ckpt.load_trainer_state(ckpt.resolve(self.out, "last")), ckpt.load_weights(ckpt.resolve(self.out, "last")))
-        self.stop_signal = None
+    engine: object  # engines.protocol.Engine
+    batches: Streams  # the training layout
+    val_ids: np.ndarray
+    vocab: Vocab
+    model_json: dict  # the model config as checkpoint.json records it
+    group: object = field(default_factory=Solo)  # Solo, or a training.distributed.Dist rank
+    task: Task = NEXT_CHAR  # what the head predicts from the layout's chunks (tasks.py)
+
+
+class Trainer:
+    """Trains one process's share: all of it alone, or its rows of each batch as one
+    rank of a group, where every rank runs this same code."""
+
+    def __init__(self, config: TrainConfig, parts: Parts, run: RunState | None = None):
+        self.config, self.out, self.parts = config, Path(config.out), parts
+        self.engine, self.batches, self.group = parts.engine, parts.batches, parts.group
+        self.rows = self.group.rows(config.batch_size)  # this rank's streams: rows [start, end)
+        self.run_state = run or RunState()
+        self.hidden = None  # hidden state of this rank's streams, carried between batches (TBPTT)
+        self.last_val, self.stop_signal = None, None
+        self.lr = math.nan  # the learning rate of the latest step
+
+    @property
+    def step(self) -> int:
+        return self.run_state.step
 
     # -- state that survives a crash -------------------------------------------------
 
-    def state_dict(self) -> dict:
-        """Everything to continue from (all ranks call it: it gathers the hidden state and RNGs)."""
-        hidden = self.dist.gather_rows(self.state)  # (L, B, H) each: all streams, whatever N is
-        return {
-            "optimizer": self.optimizer.state_dict(),
-            "step": self.step, "epoch": self.epoch, "batch_index": self.batch_index,
-            "hidden": [s.cpu() for s in hidden] if hidden is not None else [],
-            "rng_cpu": torch.get_rng_state(),
-            "rng_cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
-            "rng_ranks": self.dist.gather_rng(), "world_size": self.dist.world_size,
-            "lr_scale": self.lr_scale, "plateau": dict(self.plateau), "best_val": self.best_val,
-            "elapsed": self.elapsed, "nan_retries": self.nan_retries,
-        }  # fmt: skip
-
-    def load_state_dict(self, d: dict, weights: dict) -> None:
-        self.model.load_state_dict(weights)
-        self.optimizer.load_state_dict(d["optimizer"])
-        self.step, self.epoch, self.batch_index = d["step"], d["epoch"], d["batch_index"]
-        self.state = self.dist.take_rows(tuple(s.to(self.device) for s in d["hidden"]) or None, self.config.batch_size)
-        torch.set_rng_state(d["rng_cpu"])
-        if d["rng_cuda"] and self.device.type == "cuda" and not self.dist.active:
-            torch.cuda.set_rng_state_all(d["rng_cuda"])
-        self.dist.restore_rng(d.get("rng_ranks", []), self.config.seed, self.step)
-        self.lr_scale, self.plateau, self.best_val = d["lr_scale"], dict(d["plateau"]), d["best_val"]
-        self.elapsed, self.nan_retries = d["elapsed"], d["nan_retries"]
-
-    def snapshot(self) -> dict:
-        """An in-memory copy of everything, to roll back to after a NaN."""
-        return copy.deepcopy({"trainer": self.state_dict(), "weights": self.model.state_dict()})
-
     def meta(self) -> dict:
+        r = self.run_state
         return {
-            "engine": "torch", "model": self.config.model.to_json(), "vocab": self.vocab.to_json(),
-            "step": self.step, "epoch": self.epoch + self.batch_index / self.batches.num_batches,
-            "metrics": {"val_loss": self.last_val, "best_val_loss": self.best_val if self.best_val < math.inf else None},
+            "engine": self.engine.name, "task": self.parts.task.name, "model": self.parts.model_json,
+            "vocab": self.parts.vocab.to_json(), "step": r.step, "epoch": r.epoch + r.batch_index / self.batches.num_chunks,
+            "metrics": {"val_loss": self.last_val, "best_val_loss": r.best_val if r.best_val < math.inf else None},
             "train": self.config.to_json(),
         }  # fmt: skip
 
     def save(self, which: str) -> None:
-        trainer = self.state_dict() if which == "last" else None  # on every rank: it gathers
-        if self.dist.is_main:
-            ckpt.save_checkpoint(self.out / which, self.model.state_dict(), self.meta(), trainer)
+        # On every rank: the engine's state_dict gathers the hidden state and RNGs.
+        trainer = None
+        if which == "last" and self.engine.resumable:
+            trainer = {**asdict(self.run_state), **self.engine.state_dict(self.hidden)}
+        if self.group.is_main:
+            ckpt.save_checkpoint(self.out / which, self.engine.weights(), self.meta(), trainer)
+
+    def snapshot(self) -> dict:
+        """An in-memory copy of everything, to roll back to after a NaN."""
+        return copy.deepcopy({"run": asdict(self.run_state), "engine": self.engine.state_dict(self.hidden),
+                              "weights": self.engine.weights()})  # fmt: skip
+
+    def restore(self, snap: dict) -> None:
+        self.engine.load_weights(snap["weights"])
+        self.run_state = RunState.from_dict(snap["run"])
+        c = self.config
+        self.hidden = self.engine.load_state_dict(copy.deepcopy(snap["engine"]), c.batch_size, c.seed, self.step)
 
     # -- the loop ----------------------------------------------------------------------
 
-    def progress(self) -> float:
-        return progress(self.config, self.step, self.elapsed, self.batches.num_batches)
+    def budget_used(self) -> float:
+        return budget_used(self.config, self.step, self.run_state.elapsed, self.batches.num_chunks)
 
-    def set_lr(self) -> float:
-        f = schedule_factor(self.config, self.step, self.progress(), self.batches.num_batches)
-        lr = self.config.lr * f * self.plateau["factor"] * self.lr_scale
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
-        return lr
+    def learning_rate(self) -> float:
+        r, c = self.run_state, self.config
+        f = schedule_factor(c, r.step, self.budget_used(), self.batches.num_chunks)
+        return c.lr * f * r.plateau["factor"] * r.lr_scale
 
-    def train_step(self) -> torch.Tensor:
-        """One optimizer step on the next batch; returns the (detached) loss in nats."""
-        if self.batch_index == self.batches.num_batches:  # epoch boundary: streams restart
-            self.epoch, self.batch_index, self.state = self.epoch + 1, 0, None
-        x, y = self.batches.get(self.batch_index, *self.rows)  # (b, T): this rank's streams
-        x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
-        self.model.train()
-        logits, state = self.net(x, self.state)
-        loss = loss_fn(logits, y)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if self.config.grad_clip:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip, foreach=True)
-        self.set_lr()
-        self.optimizer.step()
-        self.state = detach_state(state)
-        self.step, self.batch_index = self.step + 1, self.batch_index + 1
-        return loss.detach()
+    def train_step(self):
+        """One optimizer step on the next batch; returns its loss (see Engine.train_step)."""
+        r = self.run_state
+        if r.batch_index == self.batches.num_chunks:  # epoch boundary: streams restart
+            r.epoch, r.batch_index, self.hidden = r.epoch + 1, 0, None
+        if not self.parts.task.carries_state:  # items: each chunk starts from zeros
+            self.hidden = None
+        x, y = self.batches.chunk(r.batch_index, self.rows)  # (b, T): this rank's streams
+        self.lr = self.learning_rate()
+        loss, self.hidden = self.engine.train_step(x, y, self.hidden, self.lr)
+        r.step, r.batch_index = r.step + 1, r.batch_index + 1
+        return loss
 
-    def validate(self) -> float | None:
-        if len(self.val_ids) < 2:
+    def validation_loss(self) -> float | None:
+        """Mean loss over the validation split, sharded over the ranks and summed."""
+        if len(self.parts.val_ids) < 2:
             return None
-        c = self.config
-        # Sharded: each rank scores its share of the validation streams; sums are then all-reduced.
-        shard = (self.dist.rank, self.dist.world_size)
-        total, n = score(self.model, self.val_ids, c.batch_size, c.seq_len, c.eval_chars, self.device, shard)
-        total, n = self.dist.reduce([total, n])
+        c, shard = self.config, (self.group.rank, self.group.world_size)
+        total, n = score(self.engine, self.parts.val_ids, c.batch_size, c.seq_len, c.eval_chars, shard)
+        total, n = self.group.reduce([total, n])
         self.last_val = total / n
         return self.last_val
 
     def on_plateau(self, val: float) -> None:
-        p = self.plateau
+        p = self.run_state.plateau
         if val < p["best"]:
             p["best"], p["bad"] = val, 0
         else:
@@ -175,35 +192,33 @@ class Trainer:
             if p["bad"] > self.config.plateau_patience:
                 p["factor"], p["bad"] = p["factor"] * self.config.lr_decay, 0
 
-    def finished(self) -> bool:
-        return self.progress() >= 1.0
-
     def roll_back(self, good: dict, step: int, loss: float) -> None:
-        self.nan_retries += 1
-        if self.nan_retries > MAX_NAN_RETRIES:
+        retries = self.run_state.nan_retries + 1
+        if retries > MAX_NAN_RETRIES:
             raise CharRNNError(
                 f"the loss became {loss} at step {step} again after {MAX_NAN_RETRIES} roll-backs with a halved "
                 "learning rate; lower --lr, set --grad-clip, or check the data"
             )
-        retries, scale = self.nan_retries, self.lr_scale * 0.5
-        self.load_state_dict(copy.deepcopy(good["trainer"]), good["weights"])
-        self.nan_retries, self.lr_scale = retries, scale
+        scale = self.run_state.lr_scale * 0.5
+        self.restore(good)
+        self.run_state.nan_retries, self.run_state.lr_scale = retries, scale
         self.log({"step": step, "event": "nan", "loss": str(loss), "rolled_back_to": self.step, "lr_scale": scale})
 
     def log(self, record: dict) -> None:
-        if not self.dist.is_main:
+        if not self.group.is_main:
             return
         with open(self.out / "metrics.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
 
     def evaluate_and_save(self, scheduled: bool) -> float | None:
-        val = self.validate()
+        r = self.run_state
+        val = self.validation_loss()
         if val is not None:
-            self.log({"step": self.step, "time": round(self.elapsed, 3), "val_loss": val, "val_bpc": val / math.log(2)})
+            self.log({"step": r.step, "time": round(r.elapsed, 3), "val_loss": val, "val_bpc": val / math.log(2)})
             if scheduled and self.config.lr_schedule == "plateau":
                 self.on_plateau(val)
-            if val < self.best_val:
-                self.best_val = val
+            if val < r.best_val:
+                r.best_val = val
                 self.save("best")
         self.save("last")
         if val is None:
@@ -212,17 +227,17 @@ class Trainer:
 
     def run(self) -> TrainResult:
         self.out.mkdir(parents=True, exist_ok=True)
-        c = self.config
+        c, r = self.config, self.run_state
         good, last_eval, train_loss = self.snapshot(), self.step, math.nan
-        window = _Window(self.device, c.batch_size * c.seq_len, self.dist)
-        bar = Progress(self, enabled=not c.quiet and self.dist.is_main)
+        window = _Window(c.batch_size * c.seq_len, self.group)
+        bar = ProgressBar(c, self.batches.num_chunks, self.step, enabled=not c.quiet and self.group.is_main)
         handlers = self._catch_signals()
         try:
             stop = self.should_stop()
             while not stop:
                 t = time.perf_counter()
                 window.add(self.train_step())
-                self.elapsed += window.took(t)
+                self.run_state.elapsed += window.took(t)
                 stop = self.should_stop()
                 due_log = self.step % c.log_every == 0 or stop
                 due_eval = self.step % c.eval_every == 0
@@ -234,23 +249,25 @@ class Trainer:
                     self.roll_back(good, self.step, train_loss)
                     stop = self.should_stop()
                     continue
+                r = self.run_state
                 if due_log:
-                    self.log({"step": self.step, "epoch": round(self.step / self.batches.num_batches, 4),
-                              "time": round(self.elapsed, 3), "train_loss": train_loss,
-                              "lr": self.optimizer.param_groups[0]["lr"], "chars_per_sec": round(cps)})  # fmt: skip
+                    self.log({"step": r.step, "epoch": round(r.step / self.batches.num_chunks, 4),
+                              "time": round(r.elapsed, 3), "train_loss": train_loss, "lr": self.lr,
+                              "chars_per_sec": round(cps)})  # fmt: skip
                 if due_eval:
                     t = time.perf_counter()
                     self.evaluate_and_save(scheduled=True)
-                    self.elapsed += time.perf_counter() - t  # the time budget includes evaluation
+                    r.elapsed += time.perf_counter() - t  # the time budget includes evaluation
                     good, last_eval = self.snapshot(), self.step
-                bar.update(train_loss, cps, self.last_val)
-            if self.step != last_eval or not self.dist.main_says((self.out / "last").exists()):
+                bar.update(self.step, r.elapsed, train_loss, cps, self.last_val)
+            if self.step != last_eval or not self.group.main_says((self.out / "last").exists()):
                 self.evaluate_and_save(scheduled=False)
         finally:
             bar.close()
             self._restore_signals(handlers)
-        best = self.best_val if self.best_val < math.inf else None
-        return TrainResult(self.out, self.step, train_loss, self.last_val, best, self.stop_signal is not None, self.dist.is_main)
+        best = self.run_state.best_val if self.run_state.best_val < math.inf else None
+        stopped = self.stop_signal is not None
+        return TrainResult(self.out, self.step, train_loss, self.last_val, best, stopped, self.group.is_main)
 
     def should_stop(self) -> bool:
         """Whether to stop now; all ranks agree, so they stop after the same step.
@@ -258,7 +275,7 @@ class Trainer:
         A signal may reach one rank only, and a --max-time budget runs out at slightly
         different moments on each rank: the max over ranks settles both.
         """
-        signum, done = self.dist.reduce([self.stop_signal or 0, self.finished()], op="max")
+        signum, done = self.group.reduce([self.stop_signal or 0, self.budget_used() >= 1.0], op="max")
         if signum and self.stop_signal is None:
             self.stop_signal = int(signum)  # another rank was signalled
         return bool(signum or done)
@@ -278,15 +295,15 @@ class Trainer:
 
 
 class _Window:
-    """Training loss and speed since the last read. The loss stays on the device until
-    read, so logging does not force a GPU sync at every step."""
+    """Training loss and speed since the last read. A PyTorch loss stays on its device
+    until read, so logging does not force a GPU sync at every step."""
 
-    def __init__(self, device: torch.device, chars_per_step: int, dist: Dist):
-        self.chars_per_step, self.zero, self.dist = chars_per_step, torch.zeros((), device=device), dist
-        self.loss, self.steps, self.seconds = self.zero.clone(), 0, 0.0
+    def __init__(self, chars_per_step: int, group):
+        self.chars_per_step, self.group = chars_per_step, group
+        self.loss, self.steps, self.seconds = 0.0, 0, 0.0
 
-    def add(self, loss: torch.Tensor) -> None:
-        self.loss += loss
+    def add(self, loss) -> None:
+        self.loss = self.loss + loss
         self.steps += 1
 
     def took(self, start: float) -> float:
@@ -297,10 +314,10 @@ class _Window:
     def read(self) -> tuple[float, float]:
         """(mean loss in nats, training chars/s) over the window, and start a new one."""
         t = time.perf_counter()
-        loss = self.dist.mean(self.loss / self.steps).item()  # on a GPU this waits for the queued steps: count it
+        loss = float(self.group.mean(self.loss / self.steps))  # on a GPU this waits for the queued steps: count it
         self.seconds += time.perf_counter() - t
         cps = self.steps * self.chars_per_step / max(self.seconds, 1e-9)
-        self.loss, self.steps, self.seconds = self.zero.clone(), 0, 0.0
+        self.loss, self.steps, self.seconds = 0.0, 0, 0.0
         return loss, cps
 
 
@@ -310,17 +327,12 @@ def train(config: TrainConfig, resume: bool = False) -> TrainResult:
     Under torchrun this process is one rank of a data-parallel run (distributed.py);
     --nproc, which starts torchrun, is the CLI's job (cli.py).
     """
-    if config.engine == "reference":
-        from charrnn.reference.trainer import train_reference
+    from charrnn.training.build import build_trainer
 
-        return train_reference(config, resume)
-    if config.nproc and not launched():
-        raise CharRNNError("--nproc starts torchrun from the command line (charrnn train --nproc N); "
-                           "from Python, run your script under torchrun instead")  # fmt: skip
-    dist = Dist.from_env(config.device, config.dist_timeout)
-    with dist.errors():
-        result = Trainer(config, resume, dist).run()
+    trainer, group = build_trainer(config, resume)
+    with group.errors():
+        result = trainer.run()
     # Only after success: with a rank gone, tearing the group down may itself block
     # (NCCL), and the process is about to exit anyway.
-    dist.close()
+    group.close()
     return result

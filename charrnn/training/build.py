@@ -1,0 +1,144 @@
+"""Make a Trainer's parts from a TrainConfig: data, engine, process group, resume.
+
+    config -> corpus (vocabulary: the corpus's own, or the run's on --resume)
+           -> split -> training layout (data/layout.py) + validation ids
+           -> engine: PyTorch (device, DDP under torchrun, optimizer) or the NumPy reference
+           -> Trainer(config, Parts(...), RunState) ready to run
+
+The caller's config is not changed: the trainer gets a copy whose model config
+holds the vocabulary size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from charrnn import checkpoint as ckpt
+from charrnn.data.corpus import load_corpus
+from charrnn.data.layout import Streams
+from charrnn.data.vocab import Vocab
+from charrnn.errors import CharRNNError
+from charrnn.training.config import TrainConfig
+from charrnn.training.trainer import Parts, RunState, Solo, Trainer
+
+
+def build_trainer(config: TrainConfig, resume: bool = False) -> tuple[Trainer, object]:
+    """A Trainer for `config` (continuing the run in config.out if `resume`), and its process group."""
+    config.validate()
+    out = Path(config.out)
+    if config.engine == "reference":
+        check_reference(config, resume)
+    if not resume and ckpt.has_checkpoint(out):
+        raise CharRNNError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+    torch_parts = _torch_setup(config) if config.engine == "torch" else None  # threads and ranks before the data
+    saved = ckpt.read_meta(ckpt.resolve(out, "last")) if resume else None
+    corpus = load_corpus(config.data, Vocab.from_json(saved["vocab"]) if saved else None)
+    train_ids, val_ids, _ = corpus.split(config.data.val_fraction, config.data.test_fraction)
+    batches = Streams.for_training(train_ids, config.batch_size, config.seq_len)
+    config = replace(config, model=replace(config.model, vocab_size=corpus.vocab.size))
+    if torch_parts is not None:
+        engine, group = _torch_engine(config, *torch_parts), torch_parts[1]
+    else:
+        engine, group = _reference_engine(config), Solo()
+    trainer = Trainer(config, Parts(engine, batches, val_ids, corpus.vocab, config.model.to_json(), group))
+    if resume:
+        folder = ckpt.resolve(out, "last")
+        state = ckpt.load_trainer_state(folder)
+        engine.load_weights(ckpt.load_weights(folder))
+        trainer.run_state = RunState.from_dict(state)
+        trainer.hidden = engine.load_state_dict(state, config.batch_size, config.seed, trainer.step)
+    return trainer, group
+
+
+# -- the PyTorch engine ----------------------------------------------------------------
+
+
+def _torch_setup(config: TrainConfig):
+    """(device, process group): this process's rank under torchrun, or one plain process."""
+    import torch
+
+    from charrnn.training.distributed import Dist, launched
+
+    if config.nproc and not launched():
+        raise CharRNNError("--nproc starts torchrun from the command line (charrnn train --nproc N); "
+                           "from Python, run your script under torchrun instead")  # fmt: skip
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    dist = Dist.from_env(config.device, config.dist_timeout)
+    return dist.device or pick_device(config.device), dist
+
+
+def _torch_engine(config: TrainConfig, device, dist):
+    import torch
+
+    from charrnn.engines.model import CharRNN
+    from charrnn.engines.torch_engine import TorchEngine
+
+    torch.manual_seed(config.seed)
+    model = CharRNN(config.model).to(device)
+    engine = TorchEngine(model, device, None, config.grad_clip, dist)  # DDP broadcasts rank 0's weights here
+    dist.seed_rank(config.seed)
+    engine.optimizer = make_optimizer(config, model.parameters())
+    return engine
+
+
+def pick_device(name: str):
+    import torch
+
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise CharRNNError("--device cuda was asked for but PyTorch sees no CUDA GPU; use --device cpu")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise CharRNNError("--device mps was asked for but this machine has no MPS; use --device cpu")
+    return torch.device(name)
+
+
+def make_optimizer(config: TrainConfig, params):
+    import torch
+
+    lr, wd = config.lr, config.weight_decay
+    if config.optimizer == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=wd)
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=wd)
+    if config.optimizer == "rmsprop":  # char-rnn's optimizer, with its decay rate 0.95
+        return torch.optim.RMSprop(params, lr=lr, alpha=0.95, weight_decay=wd)
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=config.momentum, weight_decay=wd)
+    return torch.optim.Adagrad(params, lr=lr, weight_decay=wd)
+
+
+# -- the NumPy reference engine ----------------------------------------------------------
+
+
+def check_reference(config: TrainConfig, resume: bool) -> None:
+    """Reject, at once, what the reference engine does not do."""
+    from charrnn.reference.model import ModelConfig
+    from charrnn.reference.optim import OPTIMIZERS
+
+    if resume:
+        raise CharRNNError("--engine reference cannot --resume a run; start a new --out")
+    if config.optimizer not in OPTIMIZERS:
+        choices = ", ".join(OPTIMIZERS)
+        raise CharRNNError(f"--engine reference has no --optimizer {config.optimizer}: choose one of {choices}")
+    if config.device not in ("auto", "cpu"):
+        raise CharRNNError(f"--engine reference runs on the CPU with NumPy: drop --device {config.device}")
+    if config.nproc:
+        raise CharRNNError("--engine reference runs in one process: drop --nproc")
+    ModelConfig.from_json(config.model.to_json())  # rejects dropout and tied weights
+
+
+def _reference_engine(config: TrainConfig):
+    from charrnn.reference.engine import ReferenceEngine
+    from charrnn.reference.model import CharRNN, ModelConfig
+    from charrnn.reference.optim import make_optimizer as make_numpy_optimizer
+
+    model = CharRNN(ModelConfig.from_json(config.model.to_json()), rng=config.seed)
+    optimizer = make_numpy_optimizer(config.optimizer, config.lr, config.momentum, config.weight_decay)
+    return ReferenceEngine(model, optimizer, config.grad_clip)
