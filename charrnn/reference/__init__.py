@@ -16,9 +16,10 @@ This package continues that explanation until it trains real models:
     checkpoint.py  the same checkpoint files as the PyTorch engine, both ways
     gradcheck.py   analytic gradients against centred finite differences
     hello.py       the article's "hello" example (`charrnn hello`)
-    train.py       `charrnn train --engine reference`: the NumPy training loop
+    engine.py      the model behind charrnn's engine protocol, so that `charrnn train
+                   --engine reference` runs the same trainer as the PyTorch engine
 
-Nothing here imports torch, except train.py, which reuses charrnn's data pipeline.
+Nothing here imports torch.
 """
 
 from charrnn.reference.cells import CELLS, GRU, LSTM, RNN
