@@ -80,7 +80,7 @@ def plain_loop(budget: float, eval_every: float, threads: int) -> list[tuple[flo
 
 def charrnn_run(preset: str, budget: float, out: str, threads: int) -> tuple[list[tuple[float, int, float]], dict]:
     config = TrainConfig(out=out, quiet=True, threads=threads)
-    cfg.apply(config, cfg.load_preset(preset))
+    knobs.apply(config, knobs.load_preset(preset))
     config.max_time, config.max_epochs, config.max_steps = budget, 0, 0
     config.eval_chars = 0  # score the whole validation split, as the baseline is scored
     train(config)
@@ -113,7 +113,7 @@ def plot(curves: dict[str, list], path: Path, budget: float) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--budget", type=float, default=600, help="training seconds for each contender")
-    p.add_argument("--preset", default="small", help=f"charrnn preset: {', '.join(cfg.preset_names())}")
+    p.add_argument("--preset", default="small", help=f"charrnn preset: {', '.join(knobs.preset_names())}")
     p.add_argument("--no-baseline", action="store_true", help="train only charrnn")
     p.add_argument("--threads", type=int, default=0, help="torch threads; 0 = default (all cores)")
     p.add_argument("--plot", default="docs/img/quality.png", help="where to save the curves")

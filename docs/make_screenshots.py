@@ -43,7 +43,7 @@ def ensure_run(run: Path, seconds: float) -> None:
     if has_checkpoint(run):
         return
     config = TrainConfig()
-    cfg.apply(config, {**SHOTS_MODEL, "out": str(run), "max_time": seconds, "quiet": True})
+    knobs.apply(config, {**SHOTS_MODEL, "out": str(run), "max_time": seconds, "quiet": True})
     print(f"training {run} for {seconds:.0f} s ...", file=sys.stderr)
     train(config)
 
