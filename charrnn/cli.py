@@ -129,6 +129,8 @@ def cmd_sample(args) -> int:
     texts = sample(model, vocab, config, on_text=write if stream else None)
     if stream:
         write("\n")
+    elif vocab.end:  # whole items (names, titles, lines): one a line
+        write("".join(text + "\n" for text in texts))
     else:
         for i, text in enumerate(texts):
             write(f"{'' if i == 0 else chr(10)}--- sample {i + 1} ---\n{text}\n")
@@ -143,6 +145,8 @@ def cmd_eval(args) -> int:
     print(f"bpc         {r.bpc:.4f} bits/char")
     print(f"perplexity  {r.perplexity:.4f}")
     print(f"characters  {r.chars:,} scored")
+    if r.items:
+        print(f"items       {r.items:,} scored, {r.loss_per_item:.4f} nats/item (each item's end counts as a character)")
     if r.unknown:
         shown = ", ".join(f"{ch!r} x{n}" for ch, n in sorted(r.unknown.items(), key=lambda kv: -kv[1])[:20])
         print(f"unknown     {r.unknown_count:,} characters outside the vocabulary, not scored: {shown}")

@@ -14,7 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from charrnn.data.corpus import DataConfig, load_corpus
+from charrnn.data.items import ItemBatches, Items, cut_items, newline_id
 from charrnn.data.layout import Streams, shard_rows
+from charrnn.tasks import IGNORE
 
 
 def score(engine, ids: np.ndarray, batch_size: int, seq_len: int, max_chars: int = 0,
@@ -40,6 +42,22 @@ def score(engine, ids: np.ndarray, batch_size: int, seq_len: int, max_chars: int
     return total, count
 
 
+def score_items(engine, items: Items, batch_size: int, seq_len: int, end_id: int,
+                shard: tuple[int, int] = (0, 1)) -> tuple[float, int, int]:  # fmt: skip
+    """Summed cross-entropy (nats) over whole items, each read from a zero state, its end
+    symbol included (data/items.py); the characters scored (end symbols counted) and the
+    items. shard (k, K): the k-th of K near-equal parts of the batches."""
+    layout = ItemBatches(items, batch_size, seq_len, end_id, scoring=True)
+    total, chars, n = 0.0, 0, 0
+    for b in range(*shard_rows(len(layout.batches), shard)):
+        x, y, state = *layout.batch(b), None
+        for t0 in range(0, x.shape[1], seq_len):  # long items: in chunks of T, the state carried
+            loss, state = engine.loss_sum(x[:, t0 : t0 + seq_len], y[:, t0 : t0 + seq_len], state)
+            total += loss
+        chars, n = chars + int((y != IGNORE).sum()), n + len(x)
+    return total, chars, n
+
+
 def evaluate(engine, ids: np.ndarray, batch_size: int, seq_len: int, max_chars: int = 0) -> tuple[float, int]:
     """Mean cross-entropy (nats) per character scored, and how many were scored (see score)."""
     total, n = score(engine, ids, batch_size, seq_len, max_chars)
@@ -51,8 +69,10 @@ class EvalResult:
     loss: float  # nats per character
     bpc: float  # bits per character
     perplexity: float
-    chars: int  # characters scored
+    chars: int  # characters scored (with --items, the end of each item counts as one)
     unknown: dict[str, int]  # characters outside the vocabulary, and how often each was dropped
+    items: int = 0  # items scored (--items), else 0
+    loss_per_item: float | None = None  # nats per item (--items)
 
     @property
     def unknown_count(self) -> int:
@@ -61,11 +81,21 @@ class EvalResult:
 
 def eval_run(run: str, data: str, which: str = "best", batch_size: int = 32, seq_len: int = 256,
              device: str = "cpu", cache_dir: str | None = None) -> EvalResult:  # fmt: skip
-    """Score the text at `data` (file, folder or glob) with the model in `run` (PyTorch engine)."""
+    """Score the text at `data` (file, folder or glob) with the model in `run` (PyTorch engine).
+    A model trained on items reads the text as items of the same kind."""
     from charrnn.checkpoint import load_model
     from charrnn.engines.torch_engine import TorchEngine
 
-    model, vocab, _ = load_model(run, which, device)
-    corpus = load_corpus(DataConfig(data=data, encoding=vocab.encoding, cache_dir=cache_dir), vocab, unknown="skip")
-    loss, n = evaluate(TorchEngine(model, device), corpus.ids, batch_size, seq_len)
-    return EvalResult(loss, loss / math.log(2), math.exp(loss), n, corpus.dropped)
+    model, vocab, meta = load_model(run, which, device)
+    config = DataConfig(data=data, encoding=vocab.encoding, cache_dir=cache_dir)
+    corpus = load_corpus(config, vocab.with_end(False), unknown="skip")
+    engine = TorchEngine(model, device)
+    kind = meta.get("train", {}).get("data", {}).get("items")
+    if not vocab.end or not kind:
+        loss, n = evaluate(engine, corpus.ids, batch_size, seq_len)
+        return EvalResult(loss, loss / math.log(2), math.exp(loss), n, corpus.dropped)
+    items = cut_items(corpus.ids, newline_id(corpus.vocab), kind, corpus.file_ids)
+    total, n, k = score_items(engine, items, batch_size, seq_len, vocab.end_id)
+    loss = total / n
+    return EvalResult(loss, loss / math.log(2), math.exp(loss), n, corpus.dropped, k, total / k)
+

@@ -6,9 +6,9 @@ position with nothing to predict holds IGNORE (PyTorch's ignore_index). What a t
 chooses is
 
     head_size      how many logits the head has: V next characters, C labels, K tags
-    layout         how ids (and labels) become (x, y) chunks (data/layout.py), and
-    carries_state  whether the hidden state flows from one chunk into the next
-                   (a stream: yes; items: no, each starts from zeros)
+    layout         how ids (and labels) become (x, y) chunks, and where the hidden
+                   state starts from zeros (data/layout.py: streams, the state carried;
+                   data/items.py: items, each from zeros)
 
 The article's sequence modes, and the task that does each:
 
@@ -18,8 +18,9 @@ The article's sequence modes, and the task that does each:
     tag            synced many to many   items, one per row        K      a tag at every character
     generate       one to many           items + a label input     V      the next character, given the label
 
-Only next-char is built so far; the labelled tasks plug in here, with their layouts
-beside data/layout.Streams and a label vocabulary recorded in checkpoint.json.
+next-char reads streams, or items with --items. The labelled tasks plug in here,
+with the item layout (data/items.py) carrying their labels and a label vocabulary
+recorded in checkpoint.json.
 """
 
 from __future__ import annotations
@@ -35,7 +36,6 @@ IGNORE = -100  # a target that is not scored (torch.nn.functional.cross_entropy'
 class Task:
     name: str  # as written in checkpoint.json's "task"
     mode: str  # the article's name for it
-    carries_state: bool
     generates: bool  # whether `charrnn sample` can write text with it
 
     def head_size(self, vocab_size: int, labels: tuple[str, ...] = ()) -> int:
@@ -43,7 +43,7 @@ class Task:
         return vocab_size if self.generates else len(labels)
 
 
-NEXT_CHAR = Task("next-char", "many to many", carries_state=True, generates=True)
+NEXT_CHAR = Task("next-char", "many to many", generates=True)
 TASKS = {t.name: t for t in (NEXT_CHAR,)}
 
 

@@ -24,9 +24,12 @@ from charrnn.knobs import knob
 from charrnn.errors import CharRNNError
 from charrnn.data.vocab import ENCODINGS, Vocab
 
+ITEM_KINDS = ("lines", "paragraphs", "files")  # --items: see data/items.py
+
 _ASCII = bytes(range(128))
 CHUNK_BYTES = 16 << 20  # read 16 MB at a time: big enough to be fast, small enough for any machine
 BUNDLED = "tinyshakespeare.txt"
+CACHE_VERSION = 2  # 2: meta.json records the ids of each file
 
 
 @dataclass
@@ -36,6 +39,7 @@ class DataConfig:
     val_fraction: float = knob(0.1, 'fraction of the corpus, taken from its end, held out for validation')
     test_fraction: float = knob(0.0, 'fraction of the corpus, after the validation part, held out as a test set')
     cache_dir: str | None = knob(None, 'folder for encoded corpora; default: $CHARRNN_CACHE or ~/.cache/charrnn')
+    items: str | None = knob(None, 'read the text as separate items: lines, paragraphs (split at blank lines) or files; each starts from a fresh state and ends with an end symbol the model learns, so samples are whole items; default: one long text', choices=ITEM_KINDS)
 
     def validate(self) -> None:
         if self.encoding not in ENCODINGS:
@@ -128,15 +132,17 @@ def scan_vocab(files: list[Path], encoding: str) -> Vocab:
     return Vocab.from_chars(chars)
 
 
-def encode_files(files: list[Path], vocab: Vocab, out: Path, unknown: str = "error") -> tuple[int, dict[str, int]]:
+def encode_files(files: list[Path], vocab: Vocab, out: Path, unknown: str = "error") -> tuple[list[int], dict[str, int]]:
     """Pass 2: write the ids of the corpus to `out`.
 
-    Returns how many ids were written and, with unknown="skip", how often each
-    character outside the vocabulary was met (and dropped).
+    Returns how many ids were written for each file (items mode `files` cuts there)
+    and, with unknown="skip", how often each character outside the vocabulary was met
+    (and dropped).
     """
-    n, dropped = 0, {}
+    counts, dropped = [], {}
     with open(out, "wb") as f:
         for path in files:
+            counts.append(0)
             for raw, text in _chunks(path, vocab.encoding):
                 if text is None:  # bytes mode, or an ASCII chunk: bytes are code points
                     b = np.frombuffer(raw, dtype=np.uint8)
@@ -151,8 +157,8 @@ def encode_files(files: list[Path], vocab: Vocab, out: Path, unknown: str = "err
                         dropped[ch] = dropped.get(ch, 0) + chunk.count(ch)
                     ids = ids[ids >= 0]
                 f.write(ids.astype(vocab.dtype, copy=False).tobytes())
-                n += len(ids)
-    return n, dropped
+                counts[-1] += len(ids)
+    return counts, dropped
 
 
 def _cache_root(cache_dir: str | None) -> Path:
@@ -171,6 +177,8 @@ class Corpus:
     vocab: Vocab
     files: list[Path]
     dropped: dict[str, int]  # characters outside a given vocabulary, and how often they were dropped
+    file_ids: list[int]  # ids of each file, in order: where one file ends and the next begins
+    cache: Path  # the cache folder of these ids (indexes built over them may live beside)
 
     def split(self, val_fraction: float, test_fraction: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(train, val, test) views: train first, then validation, then test, in corpus order."""
@@ -181,7 +189,7 @@ class Corpus:
 
 
 def _cache_folder(config: DataConfig, files: list[Path], extra: list) -> Path:
-    key = hashlib.sha256(json.dumps([config.encoding, *extra]).encode())
+    key = hashlib.sha256(json.dumps([CACHE_VERSION, config.encoding, *extra]).encode())
     for p in files:
         st = p.stat()
         key.update(f"{p.resolve()}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
@@ -214,14 +222,14 @@ def load_corpus(config: DataConfig, vocab: Vocab | None = None, unknown: str = "
             raise CharRNNError(f"the corpus {config.data or BUNDLED} is empty; give a file with some text in it")
         folder.mkdir(parents=True, exist_ok=True)
         tmp = folder / f"ids.bin.tmp{os.getpid()}"
-        n, dropped = encode_files(files, vocab, tmp, unknown)
+        counts, dropped = encode_files(files, vocab, tmp, unknown)
         os.replace(tmp, folder / "ids.bin")
-        meta = {"vocab": vocab.to_json(), "n": n, "dtype": vocab.dtype.name, "dropped": dropped,
-                "files": [str(p) for p in files]}  # fmt: skip
+        meta = {"vocab": vocab.to_json(), "n": sum(counts), "dtype": vocab.dtype.name, "dropped": dropped,
+                "files": [str(p) for p in files], "file_ids": counts}  # fmt: skip
         tmp_meta = folder / f"meta.json.tmp{os.getpid()}"
         tmp_meta.write_text(json.dumps(meta))
         os.replace(tmp_meta, folder / "meta.json")  # written last: its presence means the cache is complete
     if meta["n"] == 0:
         raise CharRNNError(f"the corpus {config.data or BUNDLED} is empty; give a file with some text in it")
     ids = np.memmap(folder / "ids.bin", dtype=np.dtype(meta["dtype"]), mode="r", shape=(meta["n"],))
-    return Corpus(ids, Vocab.from_json(meta["vocab"]), files, meta.get("dropped", {}))
+    return Corpus(ids, Vocab.from_json(meta["vocab"]), files, meta.get("dropped", {}), meta["file_ids"], folder)

@@ -2,9 +2,10 @@
 
 A task is a head plus a layout (docs/architecture.md). Next-character prediction
 on one long text uses the stream layout below, for training batches and for
-scoring alike, so both engines and every caller cut the text the same way. The
-labelled tasks (one label per item, one per character, generation for a label)
-read items instead of streams: their layouts go beside this one.
+scoring alike, so both engines and every caller cut the text the same way. Items
+(--items: names, titles, lines) use data/items.py's layout, and so will the
+labelled tasks (one label per item, one per character, generation for a label).
+Every layout answers chunk(i, rows, epoch) -> (x, y) and starts_fresh(i, epoch).
 
 Shapes: B streams (rows), T characters per chunk. NumPy only: the engines turn the
 (rows, T) int64 arrays into whatever they compute with.
@@ -79,9 +80,13 @@ class Streams:
         """Whole chunks of T per stream: the batches of one training epoch."""
         return self.stream_len // self.T
 
-    def chunk(self, i: int, rows: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def starts_fresh(self, i: int, epoch: int = 0) -> bool:
+        """Whether the state is zeros before chunk i: at the start of the streams only."""
+        return i == 0
+
+    def chunk(self, i: int, rows: tuple[int, int] | None = None, epoch: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """Chunk i of streams [start, end): inputs x and targets y, both (rows, t) int64,
-        t = T except for the last, shorter chunk when scoring."""
+        t = T except for the last, shorter chunk when scoring. Every epoch reads the same."""
         start, end = rows or (0, self.B)
         t = min(self.T, self.stream_len - i * self.T)
         index = np.arange(start, end)[:, None] * self.stream_len + i * self.T + self._offsets[: t + 1]

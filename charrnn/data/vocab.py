@@ -8,6 +8,10 @@ Two kinds of vocabulary:
 - ``bytes``: the 256 byte values. It accepts any file (binary, Latin-1, broken
   UTF-8) at the price of spending several steps on each non-ASCII character.
 
+Trained on items (--items), a vocabulary has one more symbol after the characters:
+the end of an item, `end_id`, which the model learns to write and which sampling
+stops at. It decodes to nothing.
+
 The vocabulary is stored inside every checkpoint as JSON, so sampling never needs
 the training data.
 """
@@ -37,6 +41,7 @@ def id_dtype(size: int) -> np.dtype:
 class Vocab:
     encoding: str = "utf-8"
     chars: tuple[str, ...] = ()  # utf-8 only: the characters, id = position
+    end: bool = False  # items: one more id, end_id, marks the end of an item
     _lut: np.ndarray = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -60,7 +65,17 @@ class Vocab:
 
     @property
     def size(self) -> int:
+        """V: the characters (or bytes), and the end-of-item symbol if there is one."""
+        return self.end_id + (1 if self.end else 0)
+
+    @property
+    def end_id(self) -> int:
+        """The id of the end-of-item symbol (with end=True): the first id after the characters."""
         return 256 if self.encoding == "bytes" else len(self.chars)
+
+    def with_end(self, end: bool = True) -> "Vocab":
+        """The same characters, with (or without) the end-of-item symbol."""
+        return Vocab(self.encoding, self.chars, end)
 
     @property
     def dtype(self) -> np.dtype:
@@ -104,6 +119,8 @@ class Vocab:
 
     def decode(self, ids) -> str:
         ids = np.asarray(ids, dtype=np.int64).ravel()
+        if self.end:
+            ids = ids[ids != self.end_id]
         if self.encoding == "bytes":
             return bytes(ids.astype(np.uint8)).decode("utf-8", errors="replace")
         return "".join(self.chars[i] for i in ids)
@@ -115,15 +132,13 @@ class Vocab:
     # -- JSON -------------------------------------------------------------------
 
     def to_json(self) -> dict:
-        if self.encoding == "bytes":
-            return {"encoding": "bytes", "size": 256}
-        return {"encoding": "utf-8", "size": self.size, "chars": "".join(self.chars)}
+        d = {"encoding": "bytes", "size": self.size} if self.encoding == "bytes" else \
+            {"encoding": "utf-8", "size": self.size, "chars": "".join(self.chars)}  # fmt: skip
+        return {**d, "end": True} if self.end else d
 
     @classmethod
     def from_json(cls, d: dict) -> "Vocab":
-        if d["encoding"] == "bytes":
-            return cls.bytes_vocab()
-        return cls("utf-8", tuple(d["chars"]))
+        return cls(d["encoding"], () if d["encoding"] == "bytes" else tuple(d["chars"]), d.get("end", False))
 
 
 class StreamDecoder:
@@ -136,7 +151,8 @@ class StreamDecoder:
     def decode(self, ids) -> str:
         if self._bytes is None:
             return self.vocab.decode(ids)
-        return self._bytes.decode(bytes(np.asarray(ids, dtype=np.int64).ravel().astype(np.uint8)))
+        ids = np.asarray(ids, dtype=np.int64).ravel()
+        return self._bytes.decode(bytes(ids[ids < 256].astype(np.uint8)))  # the end symbol writes nothing
 
     def flush(self) -> str:
         return self._bytes.decode(b"", final=True) if self._bytes is not None else ""

@@ -20,6 +20,7 @@ import numpy as np
 from charrnn.reference.checkpoint import from_state_dict, to_state_dict
 from charrnn.reference.model import CharRNN, State
 from charrnn.reference.optim import Optimizer, clip_grad_norm
+from charrnn.tasks import IGNORE
 
 
 class ReferenceEngine:
@@ -41,7 +42,9 @@ class ReferenceEngine:
         logits, state, _ = self.model.forward(x, state)
         z = logits - logits.max(axis=-1, keepdims=True)
         log_p = z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
-        return float(-np.take_along_axis(log_p, y[..., None], axis=-1).sum()), state
+        scored = y != IGNORE
+        picked = np.take_along_axis(log_p, np.where(scored, y, 0)[..., None], axis=-1)[..., 0]
+        return float(-picked[scored].sum()), state
 
     def weights(self) -> dict[str, np.ndarray]:
         return {k: v.astype(np.float32) for k, v in to_state_dict(self.model).items()}

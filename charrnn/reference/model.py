@@ -23,6 +23,7 @@ import numpy as np
 from charrnn.knobs import check_model_shape, knob
 from charrnn.errors import CharRNNError
 from charrnn.reference.cells import CELLS
+from charrnn.tasks import IGNORE
 
 State = tuple[np.ndarray, ...]
 
@@ -53,7 +54,8 @@ class ModelConfig:
 
 
 def cross_entropy(logits: np.ndarray, targets: np.ndarray) -> tuple[float, np.ndarray]:
-    """Mean softmax cross-entropy in nats over all B x T positions, and dLoss/dlogits.
+    """Mean softmax cross-entropy in nats over the B x T positions whose target is not
+    IGNORE, and dLoss/dlogits.
 
     With p = softmax(logits), the gradient of -log p[target] is p - onehot(target):
     the scores are pushed down by how likely they were, the right one up by 1."""
@@ -61,11 +63,14 @@ def cross_entropy(logits: np.ndarray, targets: np.ndarray) -> tuple[float, np.nd
     z = logits.reshape(-1, V)
     z = z - z.max(axis=1, keepdims=True)  # same softmax, no overflow
     log_p = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
-    rows, y = np.arange(len(z)), targets.reshape(-1)
-    loss = -log_p[rows, y].mean()
+    y = targets.reshape(-1)
+    scored = np.flatnonzero(y != IGNORE)  # positions with a target (items pad theirs with IGNORE)
+    loss = -log_p[scored, y[scored]].mean()
     dz = np.exp(log_p)
-    dz[rows, y] -= 1.0
-    return float(loss), (dz / len(z)).reshape(logits.shape)
+    dz[scored, y[scored]] -= 1.0
+    if len(scored) < len(y):
+        dz[y == IGNORE] = 0.0  # an unscored position sends no gradient
+    return float(loss), (dz / len(scored)).reshape(logits.shape)
 
 
 class CharRNN:

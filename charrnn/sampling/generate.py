@@ -32,7 +32,7 @@ from charrnn.data.vocab import Vocab
 @dataclass
 class SampleConfig:
     prime: str = knob("", 'text to start from (printed first); default: start after a newline')
-    length: int = knob(500, 'characters to generate per sample')
+    length: int = knob(500, 'characters to generate per sample; for a model of items (--items), the most a sample may have before it is cut')
     temperature: float = knob(1.0, 'softmax temperature: below 1 is safer, above 1 wilder, 0 = always the most likely character')
     top_k: int = knob(0, 'sample only from the k most likely characters; 0 = off')
     top_p: float = knob(1.0, 'nucleus sampling: sample from the smallest set of characters whose probability reaches p; 1 = off')
@@ -161,8 +161,11 @@ class TorchStepper:
 
 
 def prime_ids(vocab: Vocab, prime: str, unknown: str) -> tuple[np.ndarray, bool]:
-    """The ids to prime with, and whether they come from the user's text (to be shown)."""
+    """The ids to prime with, and whether they come from the user's text (to be shown).
+    A model of items starts each item after its end symbol, as it was trained."""
     ids = vocab.encode(prime, unknown) if prime else np.zeros(0, dtype=np.int64)
+    if vocab.end:
+        return np.concatenate([[vocab.end_id], ids]).astype(np.int64), len(ids) > 0
     if len(ids):
         return ids, True
     start = "\n" if vocab.encoding == "bytes" or "\n" in vocab.chars else vocab.chars[0]
@@ -207,7 +210,8 @@ class _Text:
 
 
 def generate(stepper, vocab: Vocab, config: SampleConfig, on_text: Callable[[str], None] | None = None) -> list[str]:
-    """Generate config.num_samples texts, each the prime followed by up to config.length characters.
+    """Generate config.num_samples texts, each the prime followed by up to config.length characters
+    (a model of items ends each sample where it writes the end of an item).
 
     on_text, if given, receives sample 0's text as it is written (streaming); text that
     could be the start of the stop string is held back until it is known not to be.
@@ -221,17 +225,21 @@ def generate(stepper, vocab: Vocab, config: SampleConfig, on_text: Callable[[str
         on_text(head)
     logits = stepper.prime(np.tile(ids, (B, 1)))
     sampler = Sampler(B, logits.shape[-1], config, rng)
-    if vocab.encoding == "utf-8" and not config.stop:
+    if vocab.encoding == "utf-8" and not config.stop and not vocab.end:
         return _generate_plain(stepper, logits, sampler, vocab.chars, head, config.length, on_text)
     texts = [_Text(head, config.stop) for _ in range(B)]
     decoders = [vocab.decoder() for _ in range(B)]
     chars = vocab.chars if vocab.encoding == "utf-8" else None  # one id is one character: no decoder needed
-    active = list(range(B))  # rows that have not written the stop string
+    active = list(range(B))  # rows that have not written the stop string (or ended their item)
+    end = vocab.end_id if vocab.end else None
     for t in range(config.length):
         nxt = sampler(logits)  # (B,) int64
         row = nxt.tolist()
         for b in active:
-            final = texts[b].add(chars[row[b]] if chars is not None else decoders[b].decode(nxt[b : b + 1]))
+            if row[b] == end:  # the model ended the item: that sample is whole
+                final, texts[b].done = texts[b].finish(decoders[b].flush()), True
+            else:
+                final = texts[b].add(chars[row[b]] if chars is not None else decoders[b].decode(nxt[b : b + 1]))
             if b == 0 and final and on_text is not None:
                 on_text(final)
         active = [b for b in active if not texts[b].done]

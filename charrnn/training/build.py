@@ -11,15 +11,18 @@ holds the vocabulary size.
 
 from __future__ import annotations
 
-from dataclasses import replace
+import sys
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from charrnn import checkpoint as ckpt
 from charrnn.data.corpus import load_corpus
+from charrnn.data.items import ItemBatches, cut_items, newline_id
 from charrnn.data.layout import Streams
 from charrnn.data.vocab import Vocab
 from charrnn.errors import CharRNNError
 from charrnn.training.config import TrainConfig
+from charrnn.training.init_from import added, grow_vocab, grow_weights
 from charrnn.training.trainer import Parts, RunState, Solo, Trainer
 
 
@@ -33,15 +36,26 @@ def build_trainer(config: TrainConfig, resume: bool = False) -> tuple[Trainer, o
         raise CharRNNError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
     torch_parts = _torch_setup(config) if config.engine == "torch" else None  # threads and ranks before the data
     saved = ckpt.read_meta(ckpt.resolve(out, "last")) if resume else None
-    corpus = load_corpus(config.data, Vocab.from_json(saved["vocab"]) if saved else None)
-    train_ids, val_ids, _ = corpus.split(config.data.val_fraction, config.data.test_fraction)
-    batches = Streams.for_training(train_ids, config.batch_size, config.seq_len)
-    config = replace(config, model=replace(config.model, vocab_size=corpus.vocab.size))
+    source = _init_source(config) if config.init_from and not resume else None
+    if source is not None:  # fine-tuning: the run's vocabulary, grown by the new text's characters
+        grown = grow_vocab(source.vocab, load_corpus(config.data).vocab, end=bool(config.data.items))
+        corpus = load_corpus(config.data, grown.with_end(False))
+        config = replace(config, model=replace(source.model, dropout=config.model.dropout))
+    else:
+        corpus = load_corpus(config.data, Vocab.from_json(saved["vocab"]).with_end(False) if saved else None)
+    vocab, batches, val = _layout(config, corpus)
+    config = replace(config, model=replace(config.model, vocab_size=vocab.size))
     if torch_parts is not None:
         engine, group = _torch_engine(config, *torch_parts), torch_parts[1]
     else:
         engine, group = _reference_engine(config), Solo()
-    trainer = Trainer(config, Parts(engine, batches, val_ids, corpus.vocab, config.model.to_json(), group))
+    trainer = Trainer(config, Parts(engine, batches, val, vocab, config.model.to_json(), group))
+    if source is not None:
+        engine.load_weights(grow_weights(source.weights, source.vocab, vocab, config.model.tie_weights, config.seed))
+        new = added(source.vocab, vocab)
+        print(f"Fine-tuning {config.init_from} (step {source.step}): "
+              + (f"{len(new)} new character(s) {new!r} added to the vocabulary" if new else "no new characters"),
+              file=sys.stderr)  # fmt: skip
     if resume:
         folder = ckpt.resolve(out, "last")
         state = ckpt.load_trainer_state(folder)
@@ -49,6 +63,39 @@ def build_trainer(config: TrainConfig, resume: bool = False) -> tuple[Trainer, o
         trainer.run_state = RunState.from_dict(state)
         trainer.hidden = engine.load_state_dict(state, config.batch_size, config.seed, trainer.step)
     return trainer, group
+
+
+def _layout(config: TrainConfig, corpus):
+    """(vocabulary, training layout, validation split) of one long text, or of items."""
+    d = config.data
+    if not d.items:
+        train_ids, val_ids, _ = corpus.split(d.val_fraction, d.test_fraction)
+        return corpus.vocab, Streams.for_training(train_ids, config.batch_size, config.seq_len), val_ids
+    vocab = corpus.vocab.with_end()  # the end of an item is one more symbol to learn
+    items = cut_items(corpus.ids, newline_id(corpus.vocab), d.items, corpus.file_ids)
+    train_items, val_items, _ = items.split(d.val_fraction, d.test_fraction)
+    return vocab, ItemBatches(train_items, config.batch_size, config.seq_len, vocab.end_id, config.seed), val_items
+
+
+@dataclass
+class _Source:
+    """The run --init-from names: its best checkpoint's weights, vocabulary and model."""
+
+    weights: dict
+    vocab: Vocab
+    model: object  # engines.model.ModelConfig
+    step: int
+
+
+def _init_source(config: TrainConfig) -> _Source:
+    from safetensors.numpy import load_file
+
+    from charrnn.engines.model import ModelConfig
+
+    folder = ckpt.resolve(config.init_from, "best")
+    meta = ckpt.read_meta(folder)
+    weights = load_file(str(folder / ckpt.WEIGHTS))
+    return _Source(weights, Vocab.from_json(meta["vocab"]), ModelConfig.from_json(meta["model"]), meta.get("step", 0))
 
 
 # -- the PyTorch engine ----------------------------------------------------------------

@@ -45,6 +45,7 @@ class TrainConfig:
     device: str = knob("auto", 'where to train: auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps')
     threads: int = knob(0, "CPU threads for PyTorch; 0 = PyTorch's default (all cores)")
     seed: int = knob(1337, 'random seed for the initial weights and dropout')
+    init_from: str | None = knob(None, "fine-tune: start from this run's best weights (its model shape; --dropout may change) instead of random ones, in a new --out; the vocabulary is the run's, grown by the new text's characters")
     quiet: bool = knob(False, 'no progress bar')
     engine: str = knob("torch", 'torch: PyTorch (fast, any device); reference: the NumPy engine of charrnn.reference (CPU, slower, the article\'s math written out)', choices=ENGINES)
     nproc: int = knob(0, 'train data-parallel on this many local processes, started by torchrun (one per GPU with nccl, or on CPU with gloo); --batch-size stays the global batch and must be a multiple; 0 = one plain process; not saved with the run. Several machines: docs/distributed.md')

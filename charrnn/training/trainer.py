@@ -25,10 +25,11 @@ from pathlib import Path
 import numpy as np
 
 from charrnn import checkpoint as ckpt
+from charrnn.data.items import ItemBatches, Items
 from charrnn.data.layout import Streams
 from charrnn.data.vocab import Vocab
 from charrnn.errors import CharRNNError
-from charrnn.evaluation import score
+from charrnn.evaluation import score, score_items
 from charrnn.tasks import NEXT_CHAR, Task
 from charrnn.training.config import TrainConfig, budget_used, schedule_factor
 from charrnn.training.progress_bar import ProgressBar
@@ -95,8 +96,8 @@ class Parts:
     """What a Trainer is built from (build.py makes them; tests may make their own)."""
 
     engine: object  # engines.protocol.Engine
-    batches: Streams  # the training layout
-    val_ids: np.ndarray
+    batches: Streams | ItemBatches  # the training layout
+    val: np.ndarray | Items  # the validation split: ids of one text, or items (--items)
     vocab: Vocab
     model_json: dict  # the model config as checkpoint.json records it
     group: object = field(default_factory=Solo)  # Solo, or a training.distributed.Dist rank
@@ -165,9 +166,9 @@ class Trainer:
         r = self.run_state
         if r.batch_index == self.batches.num_chunks:  # epoch boundary: streams restart
             r.epoch, r.batch_index, self.hidden = r.epoch + 1, 0, None
-        if not self.parts.task.carries_state:  # items: each chunk starts from zeros
+        if self.batches.starts_fresh(r.batch_index, r.epoch):  # new streams, or new items
             self.hidden = None
-        x, y = self.batches.chunk(r.batch_index, self.rows)  # (b, T): this rank's streams
+        x, y = self.batches.chunk(r.batch_index, self.rows, r.epoch)  # (b, T): this rank's rows
         self.lr = self.learning_rate()
         loss, self.hidden = self.engine.train_step(x, y, self.hidden, self.lr)
         r.step, r.batch_index = r.step + 1, r.batch_index + 1
@@ -175,10 +176,15 @@ class Trainer:
 
     def validation_loss(self) -> float | None:
         """Mean loss over the validation split, sharded over the ranks and summed."""
-        if len(self.parts.val_ids) < 2:
+        c, val, shard = self.config, self.parts.val, (self.group.rank, self.group.world_size)
+        if isinstance(val, Items):  # per character, each item's end included
+            if len(val) == 0:
+                return None
+            total, n, _ = score_items(self.engine, val, c.batch_size, c.seq_len, self.parts.vocab.end_id, shard)
+        elif len(val) < 2:
             return None
-        c, shard = self.config, (self.group.rank, self.group.world_size)
-        total, n = score(self.engine, self.parts.val_ids, c.batch_size, c.seq_len, c.eval_chars, shard)
+        else:
+            total, n = score(self.engine, val, c.batch_size, c.seq_len, c.eval_chars, shard)
         total, n = self.group.reduce([total, n])
         self.last_val = total / n
         return self.last_val

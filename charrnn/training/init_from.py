@@ -1,0 +1,81 @@
+"""Fine-tuning (--init-from RUN): start a new run from a trained model's weights.
+
+The new text may hold characters the model never saw. The vocabulary becomes the
+run's, grown by them: old characters keep their ids, new ones come after, and the
+end-of-item symbol (items mode) moves to the end. The weights grow with it:
+
+    embedding.weight (V, E)       new rows ~ N(0, 1), as nn.Embedding starts them
+    rnn.weight_ih_l0 (G*H, V)     one-hot input (E = 0): new columns ~ U(-1/sqrt(H), 1/sqrt(H)), as nn.RNN*
+    head.weight (V, H)            new rows zero, and head.bias new entries the smallest
+    head.bias (V,)                old bias: a new character starts as about as likely as the rarest one
+
+A new character's logit is then that constant whatever the model read, so at step 0
+the model predicts the old characters as before relative to one another, exactly
+(the softmax over the old characters alone is unchanged), and gives each new one a
+small share. (A far lower bias would keep the old probabilities unchanged in absolute
+terms too, but a new character that is common in the new text would then cost tens
+of nats each time until it is learnt.) Tied weights share one (V, E) matrix; its new
+rows start at zero, which the output side needs. Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from charrnn.data.vocab import Vocab
+from charrnn.errors import CharRNNError
+
+def grow_vocab(old: Vocab, corpus: Vocab, end: bool) -> Vocab:
+    """The run's vocabulary `old` grown by the characters of `corpus` it lacks."""
+    if old.encoding != corpus.encoding:
+        raise CharRNNError(f"--init-from: the run reads {old.encoding}, the new text {corpus.encoding}; "
+                           f"pass --encoding {old.encoding}")  # fmt: skip
+    if old.encoding == "bytes":
+        return old.with_end(end)
+    new = sorted(set(corpus.chars) - set(old.chars))
+    return Vocab(old.encoding, old.chars + tuple(new), end)
+
+
+def id_map(old: Vocab, new: Vocab) -> np.ndarray:
+    """(old V,) the new id of every old id (characters keep theirs; the end symbol moves)."""
+    index = np.arange(old.size)
+    if old.end:
+        index[old.end_id] = new.end_id if new.end else -1
+    return index
+
+
+def grow_weights(weights: dict[str, np.ndarray], old: Vocab, new: Vocab, tied: bool, seed: int) -> dict[str, np.ndarray]:
+    """The weights of a model over `old`, for a model over `new` (see the module doc);
+    tied: the model shares its embedding with its head (--tie-weights)."""
+    rng = np.random.default_rng(seed)
+    moved = id_map(old, new)
+    kept = moved >= 0  # an end symbol the new run does not use is dropped
+    fresh = np.setdiff1d(np.arange(new.size), moved[kept])  # new ids: no old row to copy
+    out = dict(weights)
+
+    def rows(name: str, fill) -> None:
+        w = weights[name]
+        grown = np.empty((new.size, *w.shape[1:]), dtype=w.dtype)
+        grown[moved[kept]] = w[kept]
+        grown[fresh] = fill(len(fresh), *w.shape[1:])
+        out[name] = grown
+
+    if "embedding.weight" in weights:
+        rows("embedding.weight", (lambda n, e: np.zeros((n, e))) if tied else (lambda n, e: rng.standard_normal((n, e))))
+    else:  # one-hot input: layer 0's input matrix has a column per character
+        w = weights["rnn.weight_ih_l0"]
+        bound = 1 / np.sqrt(weights["rnn.weight_hh_l0"].shape[1])
+        grown = np.empty((w.shape[0], new.size), dtype=w.dtype)
+        grown[:, moved[kept]] = w[:, kept]
+        grown[:, fresh] = rng.uniform(-bound, bound, (w.shape[0], len(fresh)))
+        out["rnn.weight_ih_l0"] = grown
+    rows("head.weight", lambda n, h: np.zeros((n, h)))
+    rows("head.bias", lambda n: np.full(n, weights["head.bias"][kept].min()))
+    if tied:
+        out["head.weight"] = out["embedding.weight"]
+    return out
+
+
+def added(old: Vocab, new: Vocab) -> str:
+    """The characters `new` adds to `old`, for the start-up line."""
+    return "".join(new.chars[len(old.chars) :]) if new.encoding == "utf-8" else ""
