@@ -36,3 +36,20 @@ def test_eval_run_counts_characters_outside_the_vocabulary(tmp_path):
     assert r.unknown == {"X": 2, "Z": 1} and r.unknown_count == 3
     assert r.chars == len("ab ba  ab\na b\n") - 1
     assert math.isclose(r.bpc, r.loss / math.log(2)) and math.isclose(r.perplexity, math.exp(r.loss))
+
+
+class ContiguousOnly(CharRNN):
+    """A CharRNN that refuses a non-contiguous state, as cuDNN does ("rnn: hx is not contiguous")."""
+
+    def forward(self, x, state=None):
+        assert state is None or all(s.is_contiguous() for s in state), "a non-contiguous state reached the RNN"
+        return super().forward(x, state)
+
+
+def test_the_scorer_hands_the_rnn_contiguous_states():
+    # 1003 ids at B=4: 2 characters past the last stream, scored from a slice of its state
+    torch.manual_seed(0)
+    m = ContiguousOnly(ModelConfig(vocab_size=6, cell="lstm", layers=2, hidden_size=12, embedding_size=4)).eval()
+    ids = np.random.default_rng(0).integers(0, 6, 1003)
+    loss, n = evaluate(TorchEngine(m), ids, batch_size=4, seq_len=7)
+    assert n == 1002 and math.isfinite(loss)

@@ -53,6 +53,8 @@ class TorchEngine:
         A float64 model keeps float64 throughout; others are scored in float32."""
         was_training = self.model.training
         self.model.eval()
+        if state is not None:  # callers may pass a slice of rows (the scorer's tail): cuDNN wants it contiguous
+            state = tuple(s.contiguous() for s in state)
         logits, state = self.model(self._tensor(x), state)
         total = loss_fn(logits if logits.dtype == torch.float64 else logits.float(), self._tensor(y), "sum")
         self.model.train(was_training)
