@@ -9,6 +9,7 @@ gives chars/s (median over rounds) and charrnn's overhead.
 
     python benchmarks/train_speed.py                  # LSTM 2x256 and 2x512, B=64, T=128
     python benchmarks/train_speed.py --hidden 256 --steps 10 --rounds 2
+    python benchmarks/train_speed.py --device cuda     # on a GPU (scripts/gpu_check.sh)
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ class PlainLSTM(nn.Module):
 
 def plain_seconds_per_step(data: torch.Tensor, V: int, args, hidden: int) -> callable:
     torch.manual_seed(0)
-    model = PlainLSTM(V, 64, hidden, args.layers)
+    model = PlainLSTM(V, 64, hidden, args.layers).to(args.device)
     opt = torch.optim.Adam(model.parameters(), lr=2e-3)
     loss_fn = nn.CrossEntropyLoss()
     B, T = args.batch_size, args.seq_len
@@ -52,6 +53,7 @@ def plain_seconds_per_step(data: torch.Tensor, V: int, args, hidden: int) -> cal
         i = torch.randint(len(data) - T - 1, (B,))
         x = torch.stack([data[j : j + T] for j in i])
         y = torch.stack([data[j + 1 : j + T + 1] for j in i])
+        x, y = x.to(args.device, non_blocking=True), y.to(args.device, non_blocking=True)  # as Trainer does
         loss = loss_fn(model(x).view(-1, V), y.view(-1))
         opt.zero_grad()
         loss.backward()
@@ -72,7 +74,7 @@ def charrnn_seconds_per_step(out: str, args, hidden: int) -> callable:
     config = TrainConfig(
         out=out, model=ModelConfig(cell="lstm", layers=args.layers, hidden_size=hidden, embedding_size=64),
         batch_size=args.batch_size, seq_len=args.seq_len, max_epochs=0, max_steps=args.warmup,
-        eval_every=10**9, eval_chars=args.batch_size * args.seq_len, quiet=True,
+        eval_every=10**9, eval_chars=args.batch_size * args.seq_len, quiet=True, device=args.device,
     )  # fmt: skip
     trainer, _ = build_trainer(config)
     trainer.run()  # warm-up, and the first checkpoint
@@ -101,6 +103,7 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=3, help="untimed steps first")
     p.add_argument("--rounds", type=int, default=3, help="alternating rounds; the median is reported")
     p.add_argument("--threads", type=int, default=0, help="torch threads; 0 = default")
+    p.add_argument("--device", default="cpu", help="where both train: cpu, cuda or cuda:N")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -121,7 +124,8 @@ def main() -> None:
         rows.append((f"LSTM {args.layers}x{hidden}", c_plain, c_ours))
         print(f"  {rows[-1][0]}: plain {c_plain:,.0f} chars/s, charrnn {c_ours:,.0f} chars/s", flush=True)
 
-    print(f"\nTraining speed, B={args.batch_size}, T={args.seq_len}, {torch.get_num_threads()} threads, "
+    print(f"\nTraining speed on {args.device}, B={args.batch_size}, T={args.seq_len}, "
+          f"{torch.get_num_threads()} threads, "
           f"median of {args.rounds} rounds x {args.steps} steps")  # fmt: skip
     print("| model | plain loop chars/s | charrnn chars/s | charrnn / plain | overhead |")
     print("|---|---:|---:|---:|---:|")
