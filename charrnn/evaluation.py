@@ -13,10 +13,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from charrnn.checkpoint import load_model
+from charrnn.checkpoint import LoadConfig
 from charrnn.data.corpus import DataConfig, load_corpus
-from charrnn.errors import CharRNNError
 from charrnn.engines.model import loss_fn
+from charrnn.errors import CharRNNError
+from charrnn.knobs import REQUIRED, Checked, knob, like
+from charrnn.training.config import TrainConfig
 
 
 def evaluate(model, ids: np.ndarray, batch_size: int, seq_len: int, max_chars: int = 0, device="cpu") -> tuple[float, int]:
@@ -75,10 +77,23 @@ class EvalResult:
         return sum(self.unknown.values())
 
 
-def eval_run(run: str, data: str, which: str = "best", batch_size: int = 32, seq_len: int = 256,
-             device: str = "cpu", cache_dir: str | None = None) -> EvalResult:  # fmt: skip
-    """Score the text at `data` (file, folder or glob) with the model in `run`."""
-    model, vocab, _ = load_model(run, which, device)
-    corpus = load_corpus(DataConfig(data=data, encoding=vocab.encoding, cache_dir=cache_dir), vocab, unknown="skip")
-    loss, n = evaluate(model, corpus.ids, batch_size, seq_len, 0, device)
+@dataclass
+class EvalConfig(Checked):
+    """What `charrnn eval` reads and how: --batch-size and --seq-len are train's knobs (the same streams and chunks)."""
+
+    data: str = knob(REQUIRED, 'the text to read: a file, a folder or a glob', nonempty=True)
+    batch_size: int = like(TrainConfig, "batch_size", 32, why="fewer than train's: each stream starts from a zero "
+                           "state, so fewer streams score more characters in context")  # fmt: skip
+    seq_len: int = like(TrainConfig, "seq_len", 256, why="longer than train's: the state carries across chunks, "
+                        "so this changes only speed and memory")  # fmt: skip
+    cache_dir: str | None = like(DataConfig, "cache_dir")
+
+
+def eval_run(run: str, config: EvalConfig, which: str = "best", device: str = "cpu") -> EvalResult:
+    """Score the text at config.data (file, folder or glob) with the model in `run`."""
+    config.check()
+    model, vocab, _ = LoadConfig(str(run), which, str(device)).load()
+    data = DataConfig(data=config.data, encoding=vocab.encoding, cache_dir=config.cache_dir)
+    corpus = load_corpus(data, vocab, unknown="skip")
+    loss, n = evaluate(model, corpus.ids, config.batch_size, config.seq_len, 0, device)
     return EvalResult(loss, loss / math.log(2), math.exp(loss), n, corpus.dropped)

@@ -35,7 +35,7 @@ from charrnn.training.config import progress
 
 def check_config(config: TrainConfig, resume: bool) -> None:
     """Reject, at once, what the reference engine does not do."""
-    config.validate()
+    config.check()
     if resume:
         raise CharRNNError("--engine reference cannot --resume a run; start a new --out")
     if config.optimizer not in OPTIMIZERS:

@@ -49,7 +49,7 @@ class Trainer:
     of a `Dist` group (see distributed.py), where every rank runs this same code."""
 
     def __init__(self, config: TrainConfig, resume: bool = False, dist: Dist | None = None):
-        config.validate()
+        config.check()
         self.config, self.out, self.dist = config, Path(config.out), dist or Dist()
         if not resume and ckpt.has_checkpoint(self.out):
             raise CharRNNError(f"{self.out} already holds a run; pass --resume to continue it or choose another --out")
