@@ -21,9 +21,10 @@ __version__ = "0.1.0"
 
 _API = {
     "load_model": "charrnn.checkpoint", "DataConfig": "charrnn.data.corpus", "load_corpus": "charrnn.data.corpus",
-    "eval_run": "charrnn.evaluation", "evaluate": "charrnn.evaluation", "CharRNN": "charrnn.engines.model",
-    "ModelConfig": "charrnn.engines.model", "SampleConfig": "charrnn.sampling.generate",
-    "generate": "charrnn.sampling.generate", "sample": "charrnn.sampling.generate",
+    "EvalConfig": "charrnn.evaluation", "eval_run": "charrnn.evaluation", "evaluate": "charrnn.evaluation",
+    "CharRNN": "charrnn.engines.model", "ModelConfig": "charrnn.engines.model",
+    "SampleConfig": "charrnn.sampling.generate", "generate": "charrnn.sampling.generate",
+    "sample": "charrnn.sampling.generate",
     "TrainConfig": "charrnn.training.config", "Trainer": "charrnn.training.trainer",
     "train": "charrnn.training.trainer", "Vocab": "charrnn.data.vocab",
 }  # fmt: skip

@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -37,6 +38,8 @@ import numpy as np
 from charrnn.errors import CharRNNError
 from charrnn.tasks import get_task
 from charrnn.data.vocab import Vocab
+from charrnn.errors import CharRNNError
+from charrnn.knobs import REQUIRED, Checked, knob
 
 if TYPE_CHECKING:  # torch is imported where used, so that the NumPy engine can read and write checkpoints without it
     import torch
@@ -140,6 +143,22 @@ def load_model(path: str | Path, which: str = "best", device: str | torch.device
     model.load_state_dict(load_weights(folder))
     model.to(device).eval()
     return model, Vocab.from_json(meta["vocab"]), meta
+
+
+@dataclass
+class LoadConfig(Checked):
+    """Which model to load, and where to run it: the flags that sample, eval, viz and serve share."""
+
+    run: str = knob(REQUIRED, 'a run folder (its best checkpoint) or a checkpoint folder', positional=True,
+                    nonempty=True)  # fmt: skip
+    checkpoint: str = knob("best", 'which checkpoint of a run folder', choices=("best", "last"))
+    device: str = knob("cpu", 'where to run the model: cpu, cuda, cuda:N or mps',
+                       pattern=(r"cpu|mps|cuda(:[0-9]+)?", "cpu, cuda, cuda:N or mps"))  # fmt: skip
+
+    def load(self):
+        """(model, vocab, meta), after checking these knobs."""
+        self.check()
+        return load_model(self.run, self.checkpoint, self.device)
 
 
 def load_trainer_state(folder: Path) -> dict:

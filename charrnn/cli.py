@@ -1,7 +1,8 @@
 """`charrnn` command line: glue over the Python API, nothing more.
 
-Every flag is a knob of a config dataclass (see config.py), so its help text and
-default live next to the code that uses it.
+Every flag and argument is a knob of a config dataclass (see knobs.py), so its help,
+default, type and constraint live next to the code that uses it, and each command
+checks its configs before it reads any data or loads any model.
 """
 
 from __future__ import annotations
@@ -9,70 +10,65 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from dataclasses import dataclass
 
 from charrnn import knobs
 from charrnn.errors import CharRNNError
+from charrnn.knobs import knob
 
 DESCRIPTION = "Character-level RNN, LSTM and GRU language models: train on any text, then write like it."
 
 
+@dataclass
+class TrainStart(knobs.Checked):
+    """The flags of `charrnn train` that say how to start, not what the run is."""
+
+    preset: str | None = knob(None, "start from a preset's settings (charrnn/presets/NAME.json); "
+                                    "flags given override it", choices=knobs.preset_names)  # fmt: skip
+    resume: bool = knob(False, 'continue the run in --out from its last checkpoint')
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a bad flag gets one line, as every other error does (--help shows the usage)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    from charrnn.sampling.generate import SampleConfig
-    from charrnn.training.config import TrainConfig
+    from charrnn.checkpoint import LoadConfig
+    from charrnn.evaluation import EvalConfig
+    from charrnn.inspection.plot import PlotConfig
     from charrnn.inspection.serve import ServeConfig
     from charrnn.inspection.viz import VizConfig
+    from charrnn.reference.hello import HelloConfig
+    from charrnn.sampling.generate import SampleConfig
+    from charrnn.training.config import TrainConfig
 
-    parser = argparse.ArgumentParser(prog="charrnn", description=DESCRIPTION)
+    parser = Parser(prog="charrnn", description=DESCRIPTION)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    p = sub.add_parser("train", help="train a model on a text", description="Train a model; the run folder --out gets checkpoints and metrics.")
-    p.add_argument("--preset", choices=knobs.preset_names(), default=argparse.SUPPRESS,
-                   help="start from a preset's settings (charrnn/presets/NAME.json); flags given override it")  # fmt: skip
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    knobs.add_flags(p, TrainConfig)
-
-    p = sub.add_parser("sample", help="generate text from a trained model", description="Generate text from a run folder or checkpoint.")
-    p.add_argument("run", help="a run folder (its best checkpoint) or a checkpoint folder")
-    p.add_argument("--checkpoint", choices=("best", "last"), default="best", help="which checkpoint of a run folder (default: best)")
-    p.add_argument("--device", default="cpu", help="where to run the model: cpu, cuda or mps (default: cpu)")
-    knobs.add_flags(p, SampleConfig)
-
-    p = sub.add_parser("eval", help="score a text: loss, bits per character, perplexity", description="Score a text with a trained model.")
-    p.add_argument("run", help="a run folder (its best checkpoint) or a checkpoint folder")
-    p.add_argument("--data", required=True, help="the text to score: a file, a folder or a glob")
-    p.add_argument("--checkpoint", choices=("best", "last"), default="best", help="which checkpoint of a run folder (default: best)")
-    p.add_argument("--batch-size", type=int, default=32, help="streams scored in parallel (default: 32)")
-    p.add_argument("--seq-len", type=int, default=256, help="characters per chunk; the state carries across chunks (default: 256)")
-    p.add_argument("--device", default="cpu", help="where to run the model: cpu, cuda or mps (default: cpu)")
-    p.add_argument("--cache-dir", default=None, help="folder for encoded corpora (default: $CHARRNN_CACHE or ~/.cache/charrnn)")
-
-    p = sub.add_parser("hello", help='the article\'s "hello" example, in the NumPy reference engine',
-                       description='Train a tiny vanilla RNN to predict "ello" from "hell" and print its scores before and after.')  # fmt: skip
-    p.add_argument("--hidden-size", type=int, default=3, help="hidden units of the RNN (default: 3, as in the article)")
-    p.add_argument("--steps", type=int, default=100, help="training steps of Adam (default: 100)")
-    p.add_argument("--lr", type=float, default=0.1, help="learning rate (default: 0.1)")
-    p.add_argument("--seed", type=int, default=0, help="random seed for the initial weights (default: 0)")
-
-    p = sub.add_parser("viz", help="an HTML report of neuron activations and predictions on a text",
-                       description="Write one self-contained HTML file: the text coloured by a neuron's activation, "
-                                   "neurons ranked, and the model's top-5 guesses at every character.")  # fmt: skip
-    p.add_argument("run", help="a run folder (its best checkpoint) or a checkpoint folder")
-    p.add_argument("--checkpoint", choices=("best", "last"), default="best", help="which checkpoint of a run folder (default: best)")
-    p.add_argument("--device", default="cpu", help="where to run the model: cpu, cuda or mps (default: cpu)")
-    knobs.add_flags(p, VizConfig)
-
-    p = sub.add_parser("plot", help="a PNG of training and validation loss curves",
-                       description="Plot bits per character against step and against training time, from metrics.jsonl.")  # fmt: skip
-    p.add_argument("runs", nargs="+", metavar="RUN", help="run folders; several are drawn on one plot for comparison")
-    p.add_argument("--out", default="curve.png", help="where to write the PNG (default: curve.png)")
-    p.add_argument("--title", default=None, help="the plot's title (default: the run names)")
-
-    p = sub.add_parser("serve", help="a local web playground: generate, inspect predictions and neurons",
-                       description="Serve a web page that generates text as you watch and shows what the model saw.")  # fmt: skip
-    p.add_argument("run", help="a run folder (its best checkpoint) or a checkpoint folder")
-    p.add_argument("--checkpoint", choices=("best", "last"), default="best", help="which checkpoint of a run folder (default: best)")
-    p.add_argument("--device", default="cpu", help="where to run the model: cpu, cuda or mps (default: cpu)")
-    knobs.add_flags(p, ServeConfig)
+    commands = [
+        ("train", "train a model on a text", "Train a model; the run folder --out gets checkpoints and metrics.",
+         [TrainStart, TrainConfig]),
+        ("sample", "generate text from a trained model", "Generate text from a run folder or checkpoint.",
+         [LoadConfig, SampleConfig]),
+        ("eval", "score a text: loss, bits per character, perplexity", "Score a text with a trained model.",
+         [LoadConfig, EvalConfig]),
+        ("hello", 'the article\'s "hello" example, in the NumPy reference engine',
+         'Train a tiny vanilla RNN to predict "ello" from "hell" and print its scores before and after.',
+         [HelloConfig]),
+        ("viz", "an HTML report of neuron activations and predictions on a text",
+         ("Write one self-contained HTML file: the text coloured by a neuron's activation, "
+          "neurons ranked, and the model's top-5 guesses at every character."), [LoadConfig, VizConfig]),
+        ("plot", "a PNG of training and validation loss curves",
+         "Plot bits per character against step and against training time, from metrics.jsonl.", [PlotConfig]),
+        ("serve", "a local web playground: generate, inspect predictions and neurons",
+         "Serve a web page that generates text as you watch and shows what the model saw.", [LoadConfig, ServeConfig]),
+    ]  # fmt: skip
+    for name, help_, description, configs in commands:
+        p = sub.add_parser(name, help=help_, description=description)
+        for cls in configs:
+            knobs.add_flags(p, cls)
     return parser
 
 
@@ -80,12 +76,13 @@ def train_config_from_args(args: argparse.Namespace):
     """defaults <- preset <- flags; on --resume, the run's saved config <- the flags allowed to change."""
     from charrnn.training.config import TrainConfig, resumed_config
 
+    start = knobs.from_args(TrainStart, args)
     given = {k: v for k, v in vars(args).items() if k not in ("command", "preset", "resume")}
-    if args.resume:
+    if start.resume:
         return resumed_config(given.pop("out", TrainConfig().out), given)
     config = TrainConfig()
-    if hasattr(args, "preset"):
-        knobs.apply(config, knobs.load_preset(args.preset))
+    if start.preset is not None:
+        knobs.apply(config, knobs.load_preset(start.preset))
     knobs.apply(config, given)
     return config
 
@@ -94,13 +91,13 @@ def cmd_train(args, argv: list[str]) -> int:
     from charrnn.training.distributed import launched, run_torchrun
     from charrnn.training.trainer import train
 
-    config = train_config_from_args(args)
+    config, start = train_config_from_args(args), knobs.from_args(TrainStart, args)
+    config.check()  # every flag, before any data is read, and once rather than in each of nproc workers
     if config.nproc and not launched():
-        config.validate()  # a bad flag fails here, once, rather than in each of nproc workers
         # This process becomes torchrun, which starts nproc copies of this same command
         # (where --nproc is ignored) and forwards Ctrl-C and SIGTERM to them.
         return run_torchrun(config.nproc, argv[argv.index("train") + 1 :])
-    result = train(config, resume=args.resume)
+    result = train(config, resume=start.resume)
     if not result.is_main:
         return 0
     if result.interrupted:
@@ -114,12 +111,12 @@ def cmd_train(args, argv: list[str]) -> int:
 
 
 def cmd_sample(args) -> int:
-    from charrnn.checkpoint import load_model
+    from charrnn.checkpoint import LoadConfig
     from charrnn.sampling.generate import SampleConfig, sample
 
-    config = SampleConfig()
-    knobs.apply(config, vars(args))
-    model, vocab, _ = load_model(args.run, args.checkpoint, args.device)
+    config = knobs.from_args(SampleConfig, args)
+    config.check()  # before the model is loaded
+    model, vocab, _ = knobs.from_args(LoadConfig, args).load()
     stream = config.num_samples == 1
 
     def write(text: str) -> None:
@@ -138,9 +135,12 @@ def cmd_sample(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from charrnn.evaluation import eval_run
+    from charrnn.checkpoint import LoadConfig
+    from charrnn.evaluation import EvalConfig, eval_run
 
-    r = eval_run(args.run, args.data, args.checkpoint, args.batch_size, args.seq_len, args.device, args.cache_dir)
+    source = knobs.from_args(LoadConfig, args)
+    source.check()
+    r = eval_run(source.run, knobs.from_args(EvalConfig, args), source.checkpoint, source.device)
     print(f"loss        {r.loss:.4f} nats/char")
     print(f"bpc         {r.bpc:.4f} bits/char")
     print(f"perplexity  {r.perplexity:.4f}")
@@ -154,36 +154,41 @@ def cmd_eval(args) -> int:
 
 
 def cmd_viz(args) -> int:
+    from charrnn.checkpoint import LoadConfig
     from charrnn.inspection.viz import VizConfig, viz
 
-    config = VizConfig()
-    knobs.apply(config, vars(args))
-    out = viz(args.run, config, args.checkpoint, args.device)
+    source = knobs.from_args(LoadConfig, args)
+    source.check()
+    out = viz(source.run, knobs.from_args(VizConfig, args), source.checkpoint, source.device)
     print(f"Wrote {out}; open it in a browser.", file=sys.stderr)
     return 0
 
 
 def cmd_plot(args) -> int:
-    from charrnn.inspection.plot import plot_runs
+    from charrnn.inspection.plot import PlotConfig, plot_runs
 
-    out = plot_runs(args.runs, args.out, args.title)
+    config = knobs.from_args(PlotConfig, args)
+    config.check()
+    out = plot_runs(config.runs, config.out, config.title)
     print(f"Wrote {out}", file=sys.stderr)
     return 0
 
 
 def cmd_serve(args) -> int:
+    from charrnn.checkpoint import LoadConfig
     from charrnn.inspection.serve import ServeConfig, serve
 
-    config = ServeConfig()
-    knobs.apply(config, vars(args))
-    serve(args.run, config, args.checkpoint, args.device)
+    source = knobs.from_args(LoadConfig, args)
+    source.check()
+    serve(source.run, knobs.from_args(ServeConfig, args), source.checkpoint, source.device)
     return 0
 
 
 def cmd_hello(args) -> int:
-    from charrnn.reference.hello import hello, report
+    from charrnn.reference.hello import HelloConfig, hello, report
 
-    print(report(hello(args.hidden_size, args.steps, args.lr, args.seed), args.hidden_size, args.lr))
+    c = knobs.from_args(HelloConfig, args)
+    print(report(hello(c.hidden_size, c.steps, c.lr, c.seed), c.hidden_size, c.lr))
     return 0
 
 

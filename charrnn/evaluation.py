@@ -13,10 +13,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from charrnn.checkpoint import LoadConfig
 from charrnn.data.corpus import DataConfig, load_corpus
 from charrnn.data.items import ItemBatches, Items, cut_items, newline_id
 from charrnn.data.layout import Streams, shard_rows
+from charrnn.knobs import REQUIRED, Checked, knob, like
 from charrnn.tasks import IGNORE
+from charrnn.training.config import TrainConfig
 
 
 def score(engine, ids: np.ndarray, batch_size: int, seq_len: int, max_chars: int = 0,
@@ -79,23 +82,33 @@ class EvalResult:
         return sum(self.unknown.values())
 
 
-def eval_run(run: str, data: str, which: str = "best", batch_size: int = 32, seq_len: int = 256,
-             device: str = "cpu", cache_dir: str | None = None) -> EvalResult:  # fmt: skip
-    """Score the text at `data` (file, folder or glob) with the model in `run` (PyTorch engine).
+@dataclass
+class EvalConfig(Checked):
+    """What `charrnn eval` reads and how: --batch-size and --seq-len are train's knobs (the same streams and chunks)."""
+
+    data: str = knob(REQUIRED, 'the text to read: a file, a folder or a glob', nonempty=True)
+    batch_size: int = like(TrainConfig, "batch_size", 32, why="fewer than train's: each stream starts from a zero "
+                           "state, so fewer streams score more characters in context")  # fmt: skip
+    seq_len: int = like(TrainConfig, "seq_len", 256, why="longer than train's: the state carries across chunks, "
+                        "so this changes only speed and memory")  # fmt: skip
+    cache_dir: str | None = like(DataConfig, "cache_dir")
+
+
+def eval_run(run: str, config: EvalConfig, which: str = "best", device: str = "cpu") -> EvalResult:
+    """Score the text at config.data (file, folder or glob) with the model in `run` (PyTorch engine).
     A model trained on items reads the text as items of the same kind."""
-    from charrnn.checkpoint import load_model
     from charrnn.engines.torch_engine import TorchEngine
 
-    model, vocab, meta = load_model(run, which, device)
-    config = DataConfig(data=data, encoding=vocab.encoding, cache_dir=cache_dir)
-    corpus = load_corpus(config, vocab.with_end(False), unknown="skip")
+    config.check()
+    model, vocab, meta = LoadConfig(str(run), which, str(device)).load()
+    data = DataConfig(data=config.data, encoding=vocab.encoding, cache_dir=config.cache_dir)
+    corpus = load_corpus(data, vocab.with_end(False), unknown="skip")
     engine = TorchEngine(model, device)
     kind = meta.get("train", {}).get("data", {}).get("items")
     if not vocab.end or not kind:
-        loss, n = evaluate(engine, corpus.ids, batch_size, seq_len)
+        loss, n = evaluate(engine, corpus.ids, config.batch_size, config.seq_len)
         return EvalResult(loss, loss / math.log(2), math.exp(loss), n, corpus.dropped)
     items = cut_items(corpus.ids, newline_id(corpus.vocab), kind, corpus.file_ids)
-    total, n, k = score_items(engine, items, batch_size, seq_len, vocab.end_id)
+    total, n, k = score_items(engine, items, config.batch_size, config.seq_len, vocab.end_id)
     loss = total / n
     return EvalResult(loss, loss / math.log(2), math.exp(loss), n, corpus.dropped, k, total / k)
-

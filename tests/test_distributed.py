@@ -288,7 +288,7 @@ def test_rows_split_the_streams_and_need_a_multiple():
     with pytest.raises(CharRNNError, match="multiple of the number of processes"):
         Dist(rank=0, world_size=3).rows(4)
     with pytest.raises(CharRNNError, match="--nproc"):
-        TrainConfig(batch_size=4, nproc=3, max_steps=1).validate()
+        TrainConfig(batch_size=4, nproc=3, max_steps=1).check()
     if "RANK" not in os.environ:
         with pytest.raises(CharRNNError, match="torchrun"):
             train(TrainConfig(batch_size=4, nproc=2, max_steps=1))

@@ -5,7 +5,7 @@ import torch
 
 from charrnn.checkpoint import save_checkpoint
 from charrnn.engines.torch_engine import TorchEngine
-from charrnn.evaluation import eval_run, evaluate
+from charrnn.evaluation import EvalConfig, eval_run, evaluate
 from charrnn.engines.model import CharRNN, ModelConfig, loss_fn
 from charrnn.data.vocab import Vocab
 
@@ -32,7 +32,7 @@ def test_eval_run_counts_characters_outside_the_vocabulary(tmp_path):
     save_checkpoint(tmp_path / "run" / "best", CharRNN(cfg).state_dict(),
                     {"engine": "torch", "model": cfg.to_json(), "vocab": vocab.to_json()})  # fmt: skip
     (tmp_path / "held_out.txt").write_text("ab ba XX ab\nZa b\n")
-    r = eval_run(str(tmp_path / "run"), str(tmp_path / "held_out.txt"), seq_len=4)
+    r = eval_run(str(tmp_path / "run"), EvalConfig(str(tmp_path / "held_out.txt"), seq_len=4))
     assert r.unknown == {"X": 2, "Z": 1} and r.unknown_count == 3
     assert r.chars == len("ab ba  ab\na b\n") - 1
     assert math.isclose(r.bpc, r.loss / math.log(2)) and math.isclose(r.perplexity, math.exp(r.loss))

@@ -45,7 +45,7 @@ def test_tied_weights_share_the_embedding():
 
 
 def test_unknown_cell_lists_choices():
-    with pytest.raises(CharRNNError, match="choose one of rnn, lstm, gru"):
+    with pytest.raises(CharRNNError, match="--cell must be one of rnn, lstm, gru, got .transformer."):
         CharRNN(ModelConfig(cell="transformer"))
 
 

@@ -146,7 +146,7 @@ def test_schedules():
 
 
 def test_bad_options_are_rejected_with_the_choices(tmp_path):
-    with pytest.raises(CharRNNError, match="choose one of adam, adamw, rmsprop, sgd, adagrad"):
+    with pytest.raises(CharRNNError, match="--optimizer must be one of adam, adamw, rmsprop, sgd, adagrad, got .lbfgs."):
         train(config(tmp_path, optimizer="lbfgs"))
     with pytest.raises(CharRNNError, match="too few for one batch"):
         train(config(tmp_path, batch_size=512, seq_len=512))

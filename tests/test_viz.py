@@ -69,7 +69,7 @@ def test_viz_cli_writes_report_and_cuts_long_text(tmp_path, capsys):
     src = tmp_path / "in.txt"
     src.write_text(TEXT * 3)
     out = tmp_path / "r" / "report.html"
-    assert main(["viz", str(run), "--text", str(src), "--out", str(out), "--max-chars", "40"]) == 0
+    assert main(["viz", str(run), "--data", str(src), "--out", str(out), "--max-chars", "40"]) == 0
     data = embedded(out.read_text())
     assert "".join(data["labels"]) == (TEXT * 3)[:40]
     assert "the first 40 of" in out.read_text()
@@ -79,10 +79,10 @@ def test_viz_bad_input_is_one_line_error(tmp_path, capsys):
     model, vocab = tiny_model("rnn")
     run = save_run(tmp_path / "run", model, vocab)
     assert main(["viz", str(run), "--out", str(tmp_path / "r.html")]) == 2
-    assert main(["viz", str(run), "--text", str(tmp_path / "missing.txt")]) == 2
-    assert main(["viz", str(run), "--prime", "ZZZ", "--unknown", "error"]) == 2
-    assert main(["viz", str(run), "--text", str(tmp_path)]) == 2
+    assert main(["viz", str(run), "--data", str(tmp_path / "missing.txt")]) == 2
+    assert main(["viz", str(run), "--text", "ZZZ", "--unknown", "error"]) == 2
+    assert main(["viz", str(run), "--data", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 4 and all(line.startswith("charrnn viz: error:") for line in err)
     with pytest.raises(CharRNNError, match="empty"):
-        viz(str(run), VizConfig(prime="ZZZ", out=str(tmp_path / "r.html")))
+        viz(str(run), VizConfig(text="ZZZ", out=str(tmp_path / "r.html")))

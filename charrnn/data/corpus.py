@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from charrnn.knobs import knob
+from charrnn.knobs import Checked, knob
 from charrnn.errors import CharRNNError
 from charrnn.data.vocab import ENCODINGS, Vocab
 
@@ -33,19 +33,23 @@ CACHE_VERSION = 2  # 2: meta.json records the ids of each file
 
 
 @dataclass
-class DataConfig:
-    data: str | None = knob(None, 'the text to train on: a file, a folder (its files, recursively, sorted) or a glob; default: the bundled Tiny Shakespeare')
-    encoding: str = knob("utf-8", 'utf-8: a vocabulary of the characters seen; bytes: 256 byte values, for any file', choices=ENCODINGS)
-    val_fraction: float = knob(0.1, 'fraction of the corpus, taken from its end, held out for validation')
-    test_fraction: float = knob(0.0, 'fraction of the corpus, after the validation part, held out as a test set')
-    cache_dir: str | None = knob(None, 'folder for encoded corpora; default: $CHARRNN_CACHE or ~/.cache/charrnn')
-    items: str | None = knob(None, 'read the text as separate items: lines, paragraphs (split at blank lines) or files; each starts from a fresh state and ends with an end symbol the model learns, so samples are whole items; default: one long text', choices=ITEM_KINDS)
+class DataConfig(Checked):
+    data: str | None = knob(None, 'the text to train on: a file, a folder (its files, recursively, sorted) or a glob; '
+                                  'default: the bundled Tiny Shakespeare', nonempty=True)  # fmt: skip
+    encoding: str = knob("utf-8", 'utf-8: a vocabulary of the characters seen; bytes: 256 byte values, for any file',
+                         choices=ENCODINGS)  # fmt: skip
+    val_fraction: float = knob(0.1, 'fraction of the corpus, taken from its end, held out for validation', ge=0, lt=1)
+    test_fraction: float = knob(0.0, 'fraction of the corpus, after the validation part, held out as a test set',
+                                ge=0, lt=1)  # fmt: skip
+    cache_dir: str | None = knob(None, 'folder for encoded corpora; default: $CHARRNN_CACHE or ~/.cache/charrnn',
+                                 nonempty=True)  # fmt: skip
+    items: str | None = knob(None, 'read the text as separate items: lines, paragraphs (split at blank lines) or '
+                             'files; each starts from a fresh state and ends with an end symbol the model learns, '
+                             'so samples are whole items; default: one long text', choices=ITEM_KINDS)  # fmt: skip
 
-    def validate(self) -> None:
-        if self.encoding not in ENCODINGS:
-            raise CharRNNError(f"--encoding must be one of {', '.join(ENCODINGS)}, not {self.encoding!r}")
-        if not (0 <= self.val_fraction < 1 and 0 <= self.test_fraction < 1 and self.val_fraction + self.test_fraction < 1):
-            raise CharRNNError("--val-fraction and --test-fraction must be in [0, 1) and sum to less than 1")
+    def rules(self) -> None:
+        if self.val_fraction + self.test_fraction >= 1:
+            raise CharRNNError("--val-fraction and --test-fraction must sum to less than 1, to leave text to train on")
 
 
 def bundled_corpus() -> Path:
@@ -208,7 +212,7 @@ def load_corpus(config: DataConfig, vocab: Vocab | None = None, unknown: str = "
     ids are encoded with that vocabulary; characters outside it are an error, or with
     unknown="skip" dropped and counted.
     """
-    config.validate()
+    config.check()
     files = resolve_files(config.data, config.encoding)
     folder = _cache_folder(config, files, [])  # the corpus's own vocabulary
     meta = _read_meta(folder)

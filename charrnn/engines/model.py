@@ -24,7 +24,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from charrnn.knobs import check_model_shape, knob
+from charrnn.knobs import Checked, knob
 from charrnn.errors import CharRNNError
 
 CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
@@ -33,19 +33,18 @@ State = tuple[torch.Tensor, ...]
 
 
 @dataclass
-class ModelConfig:
-    vocab_size: int = knob(65, 'V, set from the corpus', flag=False)
+class ModelConfig(Checked):
+    vocab_size: int = knob(65, 'V, set from the corpus', flag=False, ge=1)
     cell: str = knob("lstm", 'recurrent cell: rnn (vanilla tanh), lstm or gru', choices=tuple(CELLS))
-    layers: int = knob(2, 'L: number of stacked recurrent layers')
-    hidden_size: int = knob(256, 'H: hidden units per layer')
-    embedding_size: int = knob(64, 'E: size of the learned character embedding; 0 = 1-of-k one-hot input, as in the article')
-    dropout: float = knob(0.0, 'dropout probability between layers and before the output layer, in [0, 1)')
-    tie_weights: bool = knob(False, 'share the input embedding with the output layer (needs --embedding-size equal to --hidden-size)')
+    layers: int = knob(2, 'L: number of stacked recurrent layers', ge=1)
+    hidden_size: int = knob(256, 'H: hidden units per layer', ge=1)
+    embedding_size: int = knob(64, 'E: size of the learned character embedding', ge=1,
+                               off=(0, "1-of-k one-hot input, as in the article"))  # fmt: skip
+    dropout: float = knob(0.0, 'dropout probability between layers and before the output layer', ge=0, lt=1)
+    tie_weights: bool = knob(False, 'share the input embedding with the output layer '
+                                    '(needs --embedding-size equal to --hidden-size)')  # fmt: skip
 
-    def validate(self) -> None:
-        check_model_shape(self, CELLS)
-        if not 0 <= self.dropout < 1:
-            raise CharRNNError("--dropout must be in [0, 1)")
+    def rules(self) -> None:
         if self.tie_weights and self.embedding_size != self.hidden_size:
             raise CharRNNError("--tie-weights needs --embedding-size equal to --hidden-size")
 
@@ -61,7 +60,7 @@ class ModelConfig:
 class CharRNN(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
-        config.validate()
+        config.check()
         self.config = config
         V, E, H, L = config.vocab_size, config.embedding_size, config.hidden_size, config.layers
         # One-hot input has no parameters: it is an identity look-up, done by F.one_hot.
@@ -119,6 +118,3 @@ def detach_state(state: State | None) -> State | None:
     """Cut the graph at a batch boundary (truncated BPTT) but keep the values."""
     return None if state is None else tuple(s.detach() for s in state)
 
-
-def num_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())

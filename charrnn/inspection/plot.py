@@ -14,8 +14,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from charrnn.errors import CharRNNError
+from charrnn.knobs import REQUIRED, Checked, knob
 
 LN2 = math.log(2)
+
+
+@dataclass
+class PlotConfig(Checked):
+    runs: list[str] = knob(REQUIRED, 'run folders; several are drawn on one plot for comparison',  # noqa: RUF009
+                           positional=True, nonempty=True, metavar="RUN")  # fmt: skip
+    out: str = knob("curve.png", 'where to write the PNG', nonempty=True)
+    title: str | None = knob(None, 'the plot\'s title; default: the run names')
 
 
 @dataclass

@@ -26,32 +26,25 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib import resources
 
-from charrnn.inspection.trace import trace, trace_payload
-from charrnn.knobs import knob
+from charrnn import knobs
 from charrnn.errors import CharRNNError
+from charrnn.inspection.trace import trace, trace_payload
+from charrnn.knobs import Checked, knob
 from charrnn.sampling.generate import SampleConfig, prime_ids, sample
 
 MAX_BODY = 64 * 1024  # bytes of a request body
-MAX_SEED = 2**63 - 1
+DEFAULTS = {"prime": "", "length": 200, "temperature": 0.8, "top_k": 0, "top_p": 1.0, "seed": None}
 
 
 @dataclass
-class ServeConfig:
-    host: str = knob("127.0.0.1", 'address to listen on; 127.0.0.1 = this machine only, 0.0.0.0 = every network (careful)')
-    port: int = knob(8000, 'TCP port to listen on')
-    max_length: int = knob(1000, 'the most characters one request may generate')
-    max_prime: int = knob(1000, 'the most characters of prime text one request may send')
-    max_temperature: float = knob(5.0, 'the highest temperature a request may ask for')
-    workers: int = knob(4, 'generations run at once; more requests wait their turn')
-
-    def validate(self) -> None:
-        if not 0 <= self.port < 65536:
-            raise CharRNNError("--port must be in 0..65535")
-        for name in ("max_length", "max_prime", "workers"):
-            if getattr(self, name) < 1:
-                raise CharRNNError(f"--{name.replace('_', '-')} must be at least 1")
-        if not self.max_temperature > 0:
-            raise CharRNNError("--max-temperature must be positive")
+class ServeConfig(Checked):
+    host: str = knob("127.0.0.1", 'address to listen on; 127.0.0.1 = this machine only, 0.0.0.0 = every network '
+                                  '(careful)', nonempty=True)  # fmt: skip
+    port: int = knob(8000, 'TCP port to listen on', ge=1, le=65535, off=(0, "a free port the system picks"))
+    max_length: int = knob(1000, 'the most characters one request may generate', ge=1)
+    max_prime: int = knob(1000, 'the most characters of prime text one request may send', ge=1)
+    max_temperature: float = knob(5.0, 'the highest temperature a request may ask for', gt=0)
+    workers: int = knob(4, 'generations run at once; more requests wait their turn', ge=1)
 
 
 class BadRequest(Exception):
@@ -66,39 +59,34 @@ class _Cancelled(Exception):
     """The client went away: stop generating."""
 
 
-def _number(body: dict, name: str, kind: type, default, lo, hi):
-    value = body.get(name, default)
-    if value is None and name == "seed":
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not float(value).is_integer()):
-        raise BadRequest(f"{name} must be {'an integer' if kind is int else 'a number'}, got {value!r}")
-    if not lo <= value <= hi:
-        raise BadRequest(f"{name} must be in [{lo}, {hi}], got {value}")
-    return kind(value)
+def request_defaults(config: ServeConfig) -> dict:
+    """What a request leaves out, within this server's limits."""
+    return {**DEFAULTS, "length": min(DEFAULTS["length"], config.max_length),
+            "temperature": min(DEFAULTS["temperature"], config.max_temperature)}  # fmt: skip
 
 
 def parse_request(body: object, config: ServeConfig, vocab_size: int) -> SampleConfig:
-    """The SampleConfig of a /api/generate body, or BadRequest saying what is wrong."""
+    """The SampleConfig of a /api/generate body, or BadRequest saying what is wrong.
+
+    The values are checked against SampleConfig's own declarations (as `charrnn sample`
+    checks its flags), narrowed by this server's limits.
+    """
     if not isinstance(body, dict):
         raise BadRequest("the body must be a JSON object")
-    known = {"prime", "length", "temperature", "top_k", "top_p", "seed"}
-    if unknown := sorted(set(body) - known):
-        raise BadRequest(f"unknown field(s) {', '.join(unknown)}; allowed: {', '.join(sorted(known))}")
-    prime = body.get("prime", "")
-    if not isinstance(prime, str):
-        raise BadRequest("prime must be a string")
-    if len(prime) > config.max_prime:
-        raise BadRequest(f"prime has {len(prime)} characters; the limit is {config.max_prime}", 413)
-    sc = SampleConfig(
-        prime=prime,
-        length=_number(body, "length", int, 200, 1, config.max_length),
-        temperature=_number(body, "temperature", float, 0.8, 0.0, config.max_temperature),
-        top_k=_number(body, "top_k", int, 0, 0, vocab_size),
-        top_p=_number(body, "top_p", float, 1.0, 0.0, 1.0),
-        seed=_number(body, "seed", int, None, 0, MAX_SEED),
-    )
-    if sc.top_p <= 0:
-        raise BadRequest("top_p must be in (0, 1]; 1 = off")
+    if unknown := sorted(set(body) - set(DEFAULTS)):
+        raise BadRequest(f"unknown field(s) {', '.join(unknown)}; allowed: {', '.join(sorted(DEFAULTS))}")
+    kinds = knobs.kinds(SampleConfig)
+    # JSON has one kind of number: 3.0 is as good an integer as 3.
+    whole = {k: int(v) for k, v in body.items() if kinds[k] == "int" and isinstance(v, float) and v.is_integer()}
+    sc = SampleConfig(**{**request_defaults(config), **body, **whole})
+    limits = {"length": {"ge": 1, "le": config.max_length}, "temperature": {"le": config.max_temperature},
+              "top_k": {"le": vocab_size}}  # fmt: skip
+    try:
+        knobs.check(sc, as_field=True, tighter=limits)
+    except CharRNNError as e:
+        raise BadRequest(str(e)) from None
+    if len(sc.prime) > config.max_prime:
+        raise BadRequest(f"prime has {len(sc.prime)} characters; the limit is {config.max_prime}", 413)
     if sc.seed is None:
         sc.seed = secrets.randbelow(2**31)  # chosen here so the page can show it and the text can be made again
     return sc
@@ -108,7 +96,7 @@ class Playground:
     """The model (shared, read-only), the limits, and the work one request does."""
 
     def __init__(self, model, vocab, config: ServeConfig, name: str = "model"):
-        config.validate()
+        config.check()
         self.model, self.vocab, self.config, self.name = model.eval(), vocab, config, name
         self.pool = ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="charrnn-gen")
 
@@ -119,7 +107,7 @@ class Playground:
             "vocab_size": self.vocab.size, "encoding": self.vocab.encoding,
             "limits": {"length": s.max_length, "prime": s.max_prime, "temperature": s.max_temperature,
                        "top_k": self.vocab.size, "body_bytes": MAX_BODY},
-            "defaults": {"prime": "", "length": 200, "temperature": 0.8, "top_k": 0, "top_p": 1.0},
+            "defaults": {k: v for k, v in request_defaults(s).items() if k != "seed"},
         }  # fmt: skip
 
     def check_prime(self, sc: SampleConfig) -> None:
@@ -272,10 +260,10 @@ def serve(run: str, config: ServeConfig, which: str = "best", device: str = "cpu
     """Load `run` and serve the playground until interrupted."""
     import uvicorn
 
-    from charrnn.checkpoint import load_model
+    from charrnn.checkpoint import LoadConfig
 
-    config.validate()
-    model, vocab, _ = load_model(run, which, device)
+    config.check()
+    model, vocab, _ = LoadConfig(str(run), which, str(device)).load()
     app = create_app(model, vocab, config, name=str(run))
     sock = free_socket(config.host, config.port)
     host = f"[{config.host}]" if ":" in config.host else config.host

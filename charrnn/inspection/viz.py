@@ -16,25 +16,22 @@ from importlib import resources
 from pathlib import Path
 
 from charrnn.inspection.trace import trace, trace_payload
-from charrnn.knobs import knob
+from charrnn.knobs import Checked, knob
 from charrnn.errors import CharRNNError
 
 
 @dataclass
-class VizConfig:
-    text: str | None = knob(None, 'a file whose text the model reads (UTF-8)')
-    prime: str | None = knob(None, 'the text to read, given inline, instead of --text')
-    out: str = knob("report.html", 'where to write the HTML report')
-    max_chars: int = knob(2000, 'read at most this many characters of the text (the report stores every neuron at every position)')
+class VizConfig(Checked):
+    text: str | None = knob(None, 'the text to read, given inline (instead of --data)')
+    data: str | None = knob(None, 'the text to read: a file (UTF-8)', nonempty=True)
+    out: str = knob("report.html", 'where to write the HTML report', nonempty=True)
+    max_chars: int = knob(2000, 'read at most this many characters of the text: the report stores every neuron '
+                                'at every position', ge=1)  # fmt: skip
     unknown: str = knob("skip", 'characters outside the vocabulary: skip them, or error', choices=("error", "skip"))
 
-    def validate(self) -> None:
-        if (self.text is None) == (self.prime is None):
-            raise CharRNNError("give exactly one of --text FILE or --prime STRING")
-        if self.max_chars < 1:
-            raise CharRNNError("--max-chars must be at least 1")
-        if self.unknown not in ("error", "skip"):
-            raise CharRNNError("--unknown must be error or skip")
+    def rules(self) -> None:
+        if (self.text is None) == (self.data is None):
+            raise CharRNNError("give exactly one of --data FILE or --text STRING")
 
 
 def static_text(name: str) -> str:
@@ -43,17 +40,17 @@ def static_text(name: str) -> str:
 
 
 def read_text(config: VizConfig) -> str:
-    if config.prime is not None:
-        return config.prime
-    path = Path(config.text).expanduser()
+    if config.text is not None:
+        return config.text
+    path = Path(config.data).expanduser()
     if path.is_dir():
-        raise CharRNNError(f"--text {path} is a folder; give one text file")
+        raise CharRNNError(f"--data {path} is a folder; give one text file")
     if not path.is_file():
-        raise CharRNNError(f"--text {path}: no such file")
+        raise CharRNNError(f"--data {path}: no such file")
     try:
         return path.read_text(encoding="utf-8")
     except UnicodeDecodeError as e:
-        raise CharRNNError(f"--text {path} is not UTF-8 text ({e.reason} at byte {e.start})") from None
+        raise CharRNNError(f"--data {path} is not UTF-8 text ({e.reason} at byte {e.start})") from None
 
 
 def json_for_script(data: dict) -> str:
@@ -91,10 +88,10 @@ def build_report(model, vocab, text: str, title: str, max_chars: int = 2000, unk
 
 def viz(run: str, config: VizConfig, which: str = "best", device: str = "cpu") -> Path:
     """Write the report for `run` as `config` says; returns its path."""
-    from charrnn.checkpoint import load_model
+    from charrnn.checkpoint import LoadConfig
 
-    config.validate()
-    model, vocab, _ = load_model(run, which, device)
+    config.check()
+    model, vocab, _ = LoadConfig(str(run), which, str(device)).load()
     page, _ = build_report(model, vocab, read_text(config), f"inside {run}", config.max_chars, config.unknown)
     out = Path(config.out).expanduser()
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -15,13 +15,21 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from charrnn.errors import CharRNNError
+from charrnn.knobs import MAX_SEED, Checked, knob
 from charrnn.reference.model import CharRNN, ModelConfig
 from charrnn.reference.optim import Adam
 from charrnn.data.vocab import Vocab
 
 WORD = "hello"
 VOCAB = Vocab("utf-8", tuple("helo"))  # the article's order, not sorted
+
+
+@dataclass
+class HelloConfig(Checked):
+    hidden_size: int = knob(3, 'hidden units of the RNN; 3 as in the article', ge=1)
+    steps: int = knob(100, 'training steps of Adam', ge=1)
+    lr: float = knob(0.1, 'learning rate', gt=0)
+    seed: int = knob(0, 'random seed for the initial weights', ge=0, le=MAX_SEED)
 
 
 @dataclass
@@ -43,8 +51,7 @@ def scores(rnn, text: str) -> np.ndarray:
 def hello(hidden_size: int = 3, steps: int = 100, lr: float = 0.1, seed: int = 0) -> HelloResult:
     """Train a 1-layer vanilla RNN (4 -> hidden_size -> 4) on "hello", with full BPTT
     over its 4 steps, and return the output scores before and after."""
-    if steps < 1:
-        raise CharRNNError("--steps must be at least 1")
+    HelloConfig(hidden_size, steps, lr, seed).check()
     config = ModelConfig(vocab_size=VOCAB.size, cell="rnn", layers=1, hidden_size=hidden_size, embedding_size=0)
     model = CharRNN(config, rng=seed)
     ids = VOCAB.encode(WORD)

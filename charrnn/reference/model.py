@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from charrnn.knobs import check_model_shape, knob
+from charrnn.knobs import Checked, knob
 from charrnn.errors import CharRNNError
 from charrnn.reference.cells import CELLS
 from charrnn.tasks import IGNORE
@@ -29,18 +29,15 @@ State = tuple[np.ndarray, ...]
 
 
 @dataclass
-class ModelConfig:
+class ModelConfig(Checked):
     """The reference engine's share of charrnn.engines.model.ModelConfig: the same names and meaning.
     Dropout and tied weights are not part of the article's model, so it has neither."""
 
-    vocab_size: int = knob(65, "V, set from the corpus", flag=False)
+    vocab_size: int = knob(65, "V, set from the corpus", flag=False, ge=1)
     cell: str = knob("lstm", "recurrent cell: rnn, lstm or gru", choices=tuple(CELLS))
-    layers: int = knob(2, "L: number of stacked recurrent layers")
-    hidden_size: int = knob(256, "H: hidden units per layer")
-    embedding_size: int = knob(64, "E: size of the learned character embedding; 0 = 1-of-k one-hot input")
-
-    def validate(self) -> None:
-        check_model_shape(self, CELLS)
+    layers: int = knob(2, "L: number of stacked recurrent layers", ge=1)
+    hidden_size: int = knob(256, "H: hidden units per layer", ge=1)
+    embedding_size: int = knob(64, "E: size of the learned character embedding", ge=1, off=(0, "1-of-k one-hot input"))
 
     def to_json(self) -> dict:
         """charrnn.engines.model.ModelConfig's JSON, so that the PyTorch engine loads the checkpoint."""
@@ -78,7 +75,7 @@ class CharRNN:
     as "embedding" and "layers.K.NAME" (NAME a cell's W_xh, W_hh, b_h, ..., W_hy, b_y)."""
 
     def __init__(self, config: ModelConfig, rng=None, dtype=np.float64):
-        config.validate()
+        config.check()
         self.config = config
         V, E, H, L = config.vocab_size, config.embedding_size, config.hidden_size, config.layers
         rng = np.random.default_rng(rng)

@@ -23,37 +23,27 @@ from typing import Callable
 import numpy as np
 import torch
 
-from charrnn.knobs import knob
-from charrnn.errors import CharRNNError
+from charrnn.knobs import MAX_SEED, Checked, knob
 from charrnn.sampling.numpy_stepper import NumpyStepper
 from charrnn.data.vocab import Vocab
 
 
 @dataclass
-class SampleConfig:
+class SampleConfig(Checked):
     prime: str = knob("", 'text to start from (printed first); default: start after a newline')
-    length: int = knob(500, 'characters to generate per sample; for a model of items (--items), the most a sample may have before it is cut')
-    temperature: float = knob(1.0, 'softmax temperature: below 1 is safer, above 1 wilder, 0 = always the most likely character')
-    top_k: int = knob(0, 'sample only from the k most likely characters; 0 = off')
-    top_p: float = knob(1.0, 'nucleus sampling: sample from the smallest set of characters whose probability reaches p; 1 = off')
-    seed: int | None = knob(None, 'random seed: the same seed gives the same text; default: a fresh one each run')
-    num_samples: int = knob(1, 'number of samples, generated together as one batch')
+    length: int = knob(500, 'characters to generate per sample; for a model of items (--items), the most a '
+                            'sample may have before it is cut', ge=0)  # fmt: skip
+    temperature: float = knob(1.0, 'softmax temperature: below 1 is safer, above 1 wilder', gt=0,
+                              off=(0, "always the most likely character"))  # fmt: skip
+    top_k: int = knob(0, 'sample only from the k most likely characters', ge=1, off=(0, "off"))
+    top_p: float = knob(1.0, 'nucleus sampling: sample from the smallest set of characters whose probability '
+                             'reaches p; 1 = off', gt=0, le=1)  # fmt: skip
+    seed: int | None = knob(None, 'random seed: the same seed gives the same text; default: a fresh one each run',
+                            ge=0, le=MAX_SEED)  # fmt: skip
+    num_samples: int = knob(1, 'number of samples, generated together as one batch', ge=1)
     stop: str | None = knob(None, 'end a sample when it writes this string (the string is not printed)')
-    unknown: str = knob("error", 'what to do with prime characters outside the vocabulary: error, or skip them', choices=("error", "skip"))
-
-    def validate(self) -> None:
-        if self.length < 0:
-            raise CharRNNError("--length must be 0 or more")
-        if self.temperature < 0:
-            raise CharRNNError("--temperature must be 0 (greedy) or positive")
-        if self.top_k < 0:
-            raise CharRNNError("--top-k must be 0 (off) or positive")
-        if not 0 < self.top_p <= 1:
-            raise CharRNNError("--top-p must be in (0, 1]")
-        if self.num_samples < 1:
-            raise CharRNNError("--num-samples must be at least 1")
-        if self.unknown not in ("error", "skip"):
-            raise CharRNNError("--unknown must be error or skip")
+    unknown: str = knob("error", 'what to do with prime characters outside the vocabulary: error, or skip them',
+                        choices=("error", "skip"))  # fmt: skip
 
 
 # -- the rules: pure functions on (B, V) float64 arrays --------------------------
@@ -216,7 +206,7 @@ def generate(stepper, vocab: Vocab, config: SampleConfig, on_text: Callable[[str
     on_text, if given, receives sample 0's text as it is written (streaming); text that
     could be the start of the stop string is held back until it is known not to be.
     """
-    config.validate()
+    config.check()
     rng = np.random.default_rng(config.seed)
     B = config.num_samples
     ids, shown = prime_ids(vocab, config.prime, config.unknown)

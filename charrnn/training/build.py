@@ -28,7 +28,7 @@ from charrnn.training.trainer import Parts, RunState, Solo, Trainer
 
 def build_trainer(config: TrainConfig, resume: bool = False) -> tuple[Trainer, object]:
     """A Trainer for `config` (continuing the run in config.out if `resume`), and its process group."""
-    config.validate()
+    config.check()
     out = Path(config.out)
     if config.engine == "reference":
         check_reference(config, resume)
