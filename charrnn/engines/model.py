@@ -1,9 +1,5 @@
-"""The model: its config dataclass and CharRNN, nothing else.
-
-Shapes used throughout charrnn:
-    B  batch size (number of streams)        T  sequence length (time steps)
-    V  vocabulary size                       E  embedding size (V when one-hot)
-    H  hidden size                           L  number of layers
+"""The PyTorch model, CharRNN, nothing else (its config, ModelConfig, is in config.py,
+where the shapes B, T, V, E, H, L are defined).
 
 CharRNN = input (1-of-k one-hot, or a learned embedding) -> L stacked layers of
 PyTorch's nn.RNN (tanh) / nn.LSTM / nn.GRU -> a linear head to V logits. The
@@ -18,43 +14,15 @@ and the loss lives in one place, `loss_fn`.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from charrnn.knobs import Checked, knob
-from charrnn.errors import CharRNNError
+from charrnn.engines.config import CELL_NAMES, ModelConfig  # noqa: F401  (ModelConfig: imported from here too)
 
-CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+CELLS = dict(zip(CELL_NAMES, (nn.RNN, nn.LSTM, nn.GRU)))
 
 State = tuple[torch.Tensor, ...]
-
-
-@dataclass
-class ModelConfig(Checked):
-    vocab_size: int = knob(65, 'V, set from the corpus', flag=False, ge=1)
-    cell: str = knob("lstm", 'recurrent cell: rnn (vanilla tanh), lstm or gru', choices=tuple(CELLS))
-    layers: int = knob(2, 'L: number of stacked recurrent layers', ge=1)
-    hidden_size: int = knob(256, 'H: hidden units per layer', ge=1)
-    embedding_size: int = knob(64, 'E: size of the learned character embedding', ge=1,
-                               off=(0, "1-of-k one-hot input, as in the article"))  # fmt: skip
-    dropout: float = knob(0.0, 'dropout probability between layers and before the output layer', ge=0, lt=1)
-    tie_weights: bool = knob(False, 'share the input embedding with the output layer '
-                                    '(needs --embedding-size equal to --hidden-size)')  # fmt: skip
-
-    def rules(self) -> None:
-        if self.tie_weights and self.embedding_size != self.hidden_size:
-            raise CharRNNError("--tie-weights needs --embedding-size equal to --hidden-size")
-
-    def to_json(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, d: dict) -> "ModelConfig":
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
 
 
 class CharRNN(nn.Module):

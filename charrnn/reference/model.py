@@ -16,38 +16,14 @@ State, as in charrnn.engines.model: a tuple of (L, B, H) arrays, (h,) or (h, c) 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 import numpy as np
 
-from charrnn.knobs import Checked, knob
+from charrnn.engines.config import ModelConfig  # noqa: F401  (one config for both engines; re-exported)
 from charrnn.errors import CharRNNError
 from charrnn.reference.cells import CELLS
 from charrnn.tasks import IGNORE
 
 State = tuple[np.ndarray, ...]
-
-
-@dataclass
-class ModelConfig(Checked):
-    """The reference engine's share of charrnn.engines.model.ModelConfig: the same names and meaning.
-    Dropout and tied weights are not part of the article's model, so it has neither."""
-
-    vocab_size: int = knob(65, "V, set from the corpus", flag=False, ge=1)
-    cell: str = knob("lstm", "recurrent cell: rnn, lstm or gru", choices=tuple(CELLS))
-    layers: int = knob(2, "L: number of stacked recurrent layers", ge=1)
-    hidden_size: int = knob(256, "H: hidden units per layer", ge=1)
-    embedding_size: int = knob(64, "E: size of the learned character embedding", ge=1, off=(0, "1-of-k one-hot input"))
-
-    def to_json(self) -> dict:
-        """charrnn.engines.model.ModelConfig's JSON, so that the PyTorch engine loads the checkpoint."""
-        return {**asdict(self), "dropout": 0.0, "tie_weights": False}
-
-    @classmethod
-    def from_json(cls, d: dict) -> "ModelConfig":
-        if d.get("dropout", 0.0) or d.get("tie_weights", False):
-            raise CharRNNError("the reference engine has no dropout or tied weights: use --dropout 0, no --tie-weights")
-        return cls(**{k: d[k] for k in ("vocab_size", "cell", "layers", "hidden_size", "embedding_size") if k in d})
 
 
 def cross_entropy(logits: np.ndarray, targets: np.ndarray) -> tuple[float, np.ndarray]:
@@ -76,6 +52,8 @@ class CharRNN:
 
     def __init__(self, config: ModelConfig, rng=None, dtype=np.float64):
         config.check()
+        if config.dropout or config.tie_weights:  # not part of the article's model
+            raise CharRNNError("the reference engine has no dropout or tied weights: use --dropout 0, no --tie-weights")
         self.config = config
         V, E, H, L = config.vocab_size, config.embedding_size, config.hidden_size, config.layers
         rng = np.random.default_rng(rng)

@@ -20,6 +20,7 @@ from charrnn.data.corpus import load_corpus
 from charrnn.data.items import ItemBatches, cut_items, newline_id
 from charrnn.data.layout import Streams
 from charrnn.data.vocab import Vocab
+from charrnn.engines.config import ModelConfig
 from charrnn.errors import CharRNNError
 from charrnn.training.config import TrainConfig
 from charrnn.training.init_from import added, grow_vocab, grow_weights
@@ -83,14 +84,12 @@ class _Source:
 
     weights: dict
     vocab: Vocab
-    model: object  # engines.model.ModelConfig
+    model: ModelConfig
     step: int
 
 
 def _init_source(config: TrainConfig) -> _Source:
     from safetensors.numpy import load_file
-
-    from charrnn.engines.model import ModelConfig
 
     folder = ckpt.resolve(config.init_from, "best")
     meta = ckpt.read_meta(folder)
@@ -166,7 +165,6 @@ def make_optimizer(config: TrainConfig, params):
 
 def check_reference(config: TrainConfig, resume: bool) -> None:
     """Reject, at once, what the reference engine does not do."""
-    from charrnn.reference.model import ModelConfig
     from charrnn.reference.optim import OPTIMIZERS
 
     if resume:
@@ -178,14 +176,15 @@ def check_reference(config: TrainConfig, resume: bool) -> None:
         raise CharRNNError(f"--engine reference runs on the CPU with NumPy: drop --device {config.device}")
     if config.nproc:
         raise CharRNNError("--engine reference runs in one process: drop --nproc")
-    ModelConfig.from_json(config.model.to_json())  # rejects dropout and tied weights
+    if config.model.dropout or config.model.tie_weights:
+        raise CharRNNError("the reference engine has no dropout or tied weights: use --dropout 0, no --tie-weights")
 
 
 def _reference_engine(config: TrainConfig):
     from charrnn.reference.engine import ReferenceEngine
-    from charrnn.reference.model import CharRNN, ModelConfig
+    from charrnn.reference.model import CharRNN
     from charrnn.reference.optim import make_optimizer as make_numpy_optimizer
 
-    model = CharRNN(ModelConfig.from_json(config.model.to_json()), rng=config.seed)
+    model = CharRNN(config.model, rng=config.seed)
     optimizer = make_numpy_optimizer(config.optimizer, config.lr, config.momentum, config.weight_decay)
     return ReferenceEngine(model, optimizer, config.grad_clip)

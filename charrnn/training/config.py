@@ -11,7 +11,7 @@ from charrnn import checkpoint as ckpt
 from charrnn.knobs import MAX_SEED, Checked, apply, knob
 from charrnn.data.corpus import DataConfig
 from charrnn.errors import CharRNNError
-from charrnn.engines.model import ModelConfig
+from charrnn.engines.config import ModelConfig
 
 OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd", "adagrad")
 SCHEDULES = ("constant", "cosine", "step", "plateau")

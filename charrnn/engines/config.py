@@ -1,0 +1,42 @@
+"""The model's config: one dataclass for both engines, and no torch, so that configs,
+checkpoints and the NumPy engine can use it without PyTorch.
+
+Shapes used throughout charrnn:
+    B  batch size (number of streams)        T  sequence length (time steps)
+    V  vocabulary size                       E  embedding size (V when one-hot)
+    H  hidden size                           L  number of layers
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+from charrnn.errors import CharRNNError
+from charrnn.knobs import Checked, knob
+
+CELL_NAMES = ("rnn", "lstm", "gru")
+
+
+@dataclass
+class ModelConfig(Checked):
+    vocab_size: int = knob(65, 'V, set from the corpus', flag=False, ge=1)
+    cell: str = knob("lstm", 'recurrent cell: rnn (vanilla tanh), lstm or gru', choices=CELL_NAMES)
+    layers: int = knob(2, 'L: number of stacked recurrent layers', ge=1)
+    hidden_size: int = knob(256, 'H: hidden units per layer', ge=1)
+    embedding_size: int = knob(64, 'E: size of the learned character embedding', ge=1,
+                               off=(0, "1-of-k one-hot input, as in the article"))  # fmt: skip
+    dropout: float = knob(0.0, 'dropout probability between layers and before the output layer', ge=0, lt=1)
+    tie_weights: bool = knob(False, 'share the input embedding with the output layer '
+                                    '(needs --embedding-size equal to --hidden-size)')  # fmt: skip
+
+    def rules(self) -> None:
+        if self.tie_weights and self.embedding_size != self.hidden_size:
+            raise CharRNNError("--tie-weights needs --embedding-size equal to --hidden-size")
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: dict) -> "ModelConfig":
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
