@@ -15,7 +15,6 @@ optimizer, the plateau schedule, and devices other than the CPU.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from pathlib import Path
@@ -26,6 +25,7 @@ from charrnn import checkpoint as ckpt
 from charrnn.data.corpus import StreamBatches, load_corpus
 from charrnn.errors import CharRNNError
 from charrnn.training.progress_bar import Progress
+from charrnn.training.run_folder import RunFolder
 from charrnn.reference.checkpoint import save
 from charrnn.reference.model import CharRNN, ModelConfig
 from charrnn.reference.optim import OPTIMIZERS, clip_grad_norm, make_optimizer
@@ -69,9 +69,10 @@ def evaluate(model: CharRNN, ids: np.ndarray, batch_size: int, seq_len: int, max
 class ReferenceTrainer:
     """The reference engine's counterpart of charrnn.training.trainer.Trainer (without resume)."""
 
-    def __init__(self, config: TrainConfig, resume: bool = False):
+    def __init__(self, config: TrainConfig, resume: bool = False, folder: RunFolder | None = None):
         check_config(config, resume)
         self.config, self.out = config, Path(config.out)
+        self.folder = folder or RunFolder(self.out)  # unlocked unless train_reference() opened it
         if ckpt.has_checkpoint(self.out):
             raise CharRNNError(f"{self.out} already holds a run; choose another --out")
         corpus = load_corpus(config.data)
@@ -106,8 +107,7 @@ class ReferenceTrainer:
         return self.progress() >= 1.0
 
     def log(self, record: dict) -> None:
-        with open(self.out / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(record) + "\n")
+        self.folder.log(record)
 
     def save(self, which: str) -> None:
         best = self.best_val if self.best_val < math.inf else None
@@ -165,4 +165,6 @@ class ReferenceTrainer:
 
 def train_reference(config: TrainConfig, resume: bool = False) -> TrainResult:
     """Train as `config` says with the NumPy engine."""
-    return ReferenceTrainer(config, resume).run()
+    check_config(config, resume)  # before the folder is touched: it cannot resume
+    with RunFolder.open(config.out, resume) as folder:
+        return ReferenceTrainer(config, resume, folder).run()

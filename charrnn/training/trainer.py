@@ -9,7 +9,6 @@ what checkpoints, `--resume` and the NaN roll-back all use.
 from __future__ import annotations
 
 import copy
-import json
 import math
 import signal
 import time
@@ -25,6 +24,7 @@ from charrnn.errors import CharRNNError
 from charrnn.evaluation import score
 from charrnn.engines.model import CharRNN, detach_state, loss_fn
 from charrnn.training.progress_bar import Progress
+from charrnn.training.run_folder import RunFolder
 from charrnn.training.config import (  # noqa: F401  (re-exported: the training API lives here)
     OPTIMIZERS, SCHEDULES, TrainConfig, make_optimizer, pick_device, progress, resumed_config, schedule_factor,
 )
@@ -48,9 +48,11 @@ class Trainer:
     """Trains one process's share: all of it alone, or its rows of each batch as one rank
     of a `Dist` group (see distributed.py), where every rank runs this same code."""
 
-    def __init__(self, config: TrainConfig, resume: bool = False, dist: Dist | None = None):
+    def __init__(self, config: TrainConfig, resume: bool = False, dist: Dist | None = None,
+                 folder: RunFolder | None = None):
         config.validate()
         self.config, self.out, self.dist = config, Path(config.out), dist or Dist()
+        self.folder = folder or RunFolder(self.out, writer=self.dist.is_main)  # unlocked unless train() opened it
         if not resume and ckpt.has_checkpoint(self.out):
             raise CharRNNError(f"{self.out} already holds a run; pass --resume to continue it or choose another --out")
         if config.threads:
@@ -191,10 +193,7 @@ class Trainer:
         self.log({"step": step, "event": "nan", "loss": str(loss), "rolled_back_to": self.step, "lr_scale": scale})
 
     def log(self, record: dict) -> None:
-        if not self.dist.is_main:
-            return
-        with open(self.out / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(record) + "\n")
+        self.folder.log(record)
 
     def evaluate_and_save(self, scheduled: bool) -> float | None:
         val = self.validate()
@@ -318,8 +317,8 @@ def train(config: TrainConfig, resume: bool = False) -> TrainResult:
         raise CharRNNError("--nproc starts torchrun from the command line (charrnn train --nproc N); "
                            "from Python, run your script under torchrun instead")  # fmt: skip
     dist = Dist.from_env(config.device, config.dist_timeout)
-    with dist.errors():
-        result = Trainer(config, resume, dist).run()
+    with dist.errors(), RunFolder.open(config.out, resume, writer=dist.is_main) as folder:
+        result = Trainer(config, resume, dist, folder).run()
     # Only after success: with a rank gone, tearing the group down may itself block
     # (NCCL), and the process is about to exit anyway.
     dist.close()
