@@ -11,8 +11,9 @@ and each checkpoint folder holds
 
       model.safetensors        the weights, named as CharRNN's state_dict
       checkpoint.json          format, engine, model config, vocabulary, step, metrics,
-                               the training and data configs, and the SHA-256 and size
-                               of each file beside it ("files")
+                               the training and data configs, the SHA-256 and size of each
+                               file beside it ("files"), and the SHA-256 of its own content
+                               ("meta_sha256", over the rest written canonically)
       trainer.pt               (last/ only) optimizer, schedule, RNG states, data position and
                                hidden state: tensors, numbers and dicts only, so it loads
                                with torch.load(..., weights_only=True). Nothing is pickled.
@@ -76,7 +77,8 @@ def save_checkpoint(folder: Path, weights: dict, meta: dict, trainer_state: dict
     if trainer_state is not None:
         blobs[TRAINER] = _torch_bytes(trainer_state)
     files = {name: {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)} for name, data in blobs.items()}
-    blobs[META] = json.dumps({"format": FORMAT, "version": VERSION, **meta, "files": files}, indent=1).encode()
+    meta = {"format": FORMAT, "version": VERSION, **meta, "files": files}
+    blobs[META] = json.dumps({**meta, "meta_sha256": _meta_hash(meta)}, indent=1).encode()
     tmp = folder.parent / f".{folder.name}.tmp{os.getpid()}"
     old = folder.parent / f".{folder.name}.old"
     try:
@@ -97,6 +99,13 @@ def save_checkpoint(folder: Path, weights: dict, meta: dict, trainer_state: dict
         shutil.rmtree(tmp, ignore_errors=True)
         kept = "the previous checkpoint there is intact" if (folder / META).exists() or (old / META).exists() else "none was there before"
         raise os_error(e, f"save the checkpoint {folder} ({kept})") from None
+
+
+def _meta_hash(meta: dict) -> str:
+    """SHA-256 of checkpoint.json's own content (less this field), written canonically so that
+    reading it back and writing it again gives the same bytes."""
+    content = {k: v for k, v in meta.items() if k != "meta_sha256"}
+    return hashlib.sha256(json.dumps(content, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 def _write(path: Path, data: bytes) -> None:
@@ -215,6 +224,8 @@ def _read_meta(folder: Path) -> dict:
         raise _Damaged(path, f"not valid JSON: {e}; truncated or overwritten?") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise CharRNNError(f"{folder} is not a charrnn checkpoint")
+    if "meta_sha256" in meta and meta["meta_sha256"] != _meta_hash(meta):  # absent: written before the hashes
+        raise _Damaged(path, "its content differs from what was written: a damaged byte, or an edit")
     if not isinstance(meta.get("version"), int) or meta["version"] > VERSION:
         raise CharRNNError(f"{folder} was written by a newer charrnn (format {meta.get('version')}); upgrade charrnn")
     if isinstance(meta.get("model"), dict) and "vocab_size" in meta["model"]:
