@@ -136,7 +136,9 @@ def forkserver():
     """A multiprocessing context whose children fork from a server that has already imported
     torch and charrnn: each CLI run then starts in milliseconds instead of seconds."""
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["torch", "charrnn.cli", "charrnn.training.trainer", "fault_support"])
+    # torch._dynamo: the first optimizer imports it, which takes seconds; the others: what the CLI's parser imports.
+    ctx.set_forkserver_preload(["torch", "torch._dynamo", "charrnn.cli", "charrnn.training.trainer", "charrnn.sampling.generate",
+                                "charrnn.inspection.serve", "charrnn.inspection.viz", "fault_support"])  # fmt: skip
     return ctx
 
 
