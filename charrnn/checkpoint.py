@@ -97,7 +97,8 @@ def save_checkpoint(folder: Path, weights: dict, meta: dict, trainer_state: dict
         _fsync_dir(folder.parent)
     except OSError as e:
         shutil.rmtree(tmp, ignore_errors=True)
-        kept = "the previous checkpoint there is intact" if (folder / META).exists() or (old / META).exists() else "none was there before"
+        there = (folder / META).exists() or (old / META).exists()
+        kept = "the previous checkpoint there is intact" if there else "none was there before"
         raise os_error(e, f"save the checkpoint {folder} ({kept})") from None
 
 
@@ -163,8 +164,8 @@ def resolve(path: str | Path, which: str = "best") -> Path:
     if not path.exists():
         raise CharRNNError(f"no such run folder or checkpoint: {path}")
     if which == "last" and (path / "best" / META).exists():
-        raise CharRNNError(f"{path} has best/ but no last/ (the run stopped before its first complete save), so "
-                           "--resume has nothing to continue; run the same command without --resume to start it again")  # fmt: skip
+        raise CharRNNError(f"{path} has best/ but no last/ (the run stopped before its first complete save), so --resume "
+                           "has nothing to continue; run the same command without --resume to start it again")  # fmt: skip
     raise CharRNNError(f"{path} holds no checkpoint (looked for {' or '.join(order)}/{META}); train first")
 
 
@@ -241,7 +242,8 @@ def _check_vocab(path: Path, meta: dict) -> None:
     except (KeyError, TypeError, AttributeError, CharRNNError) as e:
         raise _Damaged(path, f"its vocabulary cannot be read: {type(e).__name__} {e}") from None
     if not vocab.size == declared == expected:
-        raise _Damaged(path, f"its vocabulary has {vocab.size} characters but says {declared} and the model has {expected}")
+        why = f"its vocabulary has {vocab.size} characters but says {declared} and the model has {expected}"
+        raise _Damaged(path, why)
 
 
 def _read_file(folder: Path, name: str, meta: dict) -> bytes:

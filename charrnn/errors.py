@@ -11,12 +11,12 @@ import errno
 
 # What to do about the operating-system errors a user can fix, by errno.
 _OS_FIXES = {
-    errno.ENOSPC: "the disk is full: free some space",
-    errno.EDQUOT: "the disk quota is used up: free some space",
-    errno.EROFS: "the file system is read-only: choose a place on a writable disk",
+    errno.ENOSPC: "the disk is full: free some space or choose another disk",
+    errno.EDQUOT: "the disk quota is used up: free some space or choose another disk",
+    errno.EROFS: "choose a place on a writable disk",
     errno.EACCES: "permission denied: choose a place you may write to",
     errno.EPERM: "permission denied: choose a place you may write to",
-    errno.ENOTDIR: "a part of the path is a file, not a folder: choose another path",
+    errno.ENOTDIR: "a part of the path is a file: choose another path",
     errno.EISDIR: "it is a folder: give a file name",
     errno.ENAMETOOLONG: "the name is too long: choose a shorter path",
     errno.EIO: "the disk reported an I/O error: check the disk",
@@ -27,8 +27,9 @@ class CharRNNError(Exception):
     """A problem with the user's input or configuration, with a one-line fix."""
 
 
-def os_error(e: OSError, doing: str) -> CharRNNError:
-    """A one-line CharRNNError for an OSError met while `doing` something ("save the checkpoint X")."""
-    where = f" ({e.filename})" if e.filename else ""
+def os_error(e: OSError, doing: str, hint: str = "") -> CharRNNError:
+    """A one-line CharRNNError for an OSError met while `doing` something ("save the checkpoint X");
+    `hint` ends a fix that says to choose another place (" with --cache-dir")."""
+    where = f" ({e.filename})" if e.filename and str(e.filename) not in doing else ""
     fix = _OS_FIXES.get(e.errno, "check the path and try again")
-    return CharRNNError(f"could not {doing}{where}: {e.strerror or e}; {fix}")
+    return CharRNNError(f"could not {doing}{where}: {e.strerror or e}; {fix}{hint if 'choose' in fix else ''}")

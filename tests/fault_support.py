@@ -22,7 +22,7 @@ from pathlib import Path
 def _mount(*args: str) -> bool:
     if os.environ.get("CHARRNN_NO_MOUNT") == "1" or os.geteuid() != 0:
         return False
-    return subprocess.run(["mount", *args], capture_output=True).returncode == 0
+    return subprocess.run(["mount", *args], capture_output=True, check=False).returncode == 0
 
 
 @contextlib.contextmanager
@@ -137,8 +137,9 @@ def forkserver():
     torch and charrnn: each CLI run then starts in milliseconds instead of seconds."""
     ctx = multiprocessing.get_context("forkserver")
     # torch._dynamo: the first optimizer imports it, which takes seconds; the others: what the CLI's parser imports.
-    ctx.set_forkserver_preload(["torch", "torch._dynamo", "charrnn.cli", "charrnn.training.trainer", "charrnn.sampling.generate",
-                                "charrnn.inspection.serve", "charrnn.inspection.viz", "fault_support"])  # fmt: skip
+    ctx.set_forkserver_preload(["torch", "torch._dynamo", "charrnn.cli", "charrnn.training.trainer",
+                                "charrnn.sampling.generate", "charrnn.inspection.serve", "charrnn.inspection.viz",
+                                "fault_support"])  # fmt: skip
     return ctx
 
 

@@ -149,7 +149,8 @@ def test_json_and_weights_that_disagree_are_refused(tmp_path, problem):
     vocab = Vocab.from_chars("abcd" if problem == "short_vocab" else "abcde")
     if problem == "wrong_shape":
         weights["head.weight"] = torch.zeros(5, 9)
-    ckpt.save_checkpoint(tmp_path / "best", weights, {"engine": "torch", "model": cfg.to_json(), "vocab": vocab.to_json()})
+    meta = {"engine": "torch", "model": cfg.to_json(), "vocab": vocab.to_json()}
+    ckpt.save_checkpoint(tmp_path / "best", weights, meta)
     with pytest.raises(CharRNNError) as e:
         ckpt.load_model(tmp_path / "best")
     what = "its vocabulary has 4 characters" if problem == "short_vocab" else "do not fit the model in checkpoint.json"

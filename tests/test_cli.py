@@ -138,7 +138,8 @@ def test_text_entirely_outside_the_vocabulary_and_long_unknown_lists(tmp_path, c
 def test_viz_out_that_is_a_folder(tmp_path, corpus, capsys):
     run = tmp_path / "r"
     assert run_cli(capsys, "train", "--data", corpus, "--out", run, "--max-steps", 2, *TINY)[0] == 0
-    one_line_error(run_cli(capsys, "viz", run, "--prime", "the ", "--out", tmp_path), "viz", "is a folder; give a file name")
+    result = run_cli(capsys, "viz", run, "--prime", "the ", "--out", tmp_path)
+    one_line_error(result, "viz", "is a folder; give a file name")
 
 
 def test_a_corrupted_best_checkpoint_names_the_file_and_the_intact_last(tmp_path, corpus, capsys):

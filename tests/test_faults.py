@@ -94,7 +94,7 @@ def test_sigkill_at_random_moments_loses_nothing_and_resume_is_exact(ctx, corpus
     run equals, bit for bit, one that was never killed, and its metrics hold every step once."""
     # On a real disk, whose fsyncs make each save last milliseconds, most kills that aim at a save hit one.
     out, rng = tmp_path / "run", random.Random(11)
-    fresh = ["train", "--data", corpus, "--out", out, *MODEL, "--max-epochs", "0", "--eval-every", "1", "--log-every", "1"]
+    fresh = ["train", "--data", corpus, "--out", out, *MODEL, "--max-epochs", 0, "--eval-every", 1, "--log-every", 1]
     for _ in range(KILLS):
         start = ["train", "--out", out, "--resume"] if ckpt.has_checkpoint(out) else fresh
         proc = start_cli(ctx, [*start, "--max-steps", 100_000, *QUIET])
@@ -179,10 +179,11 @@ def test_a_read_only_run_folder(tmp_path, corpus, capsys, monkeypatch):
     with read_only(ro) as real:
         if not real:
             simulate_errno(monkeypatch, ro, errno.EROFS)
-        one_line(cli(capsys, "train", "--out", out, "--resume", "--max-steps", 4), 2, "read-only")
-        one_line(cli(capsys, "train", "--data", corpus, "--out", ro / "new", *MODEL, "--max-steps", 2), 2, "read-only")
+        one_line(cli(capsys, "train", "--out", out, "--resume", "--max-steps", 4), 2, "Read-only file system")
+        new = ["--data", corpus, "--out", ro / "new", *MODEL, "--max-steps", 2]
+        one_line(cli(capsys, "train", *new), 2, "Read-only file system")
         one_line(cli(capsys, "train", "--data", other, "--cache-dir", ro / "cache", "--out", tmp_path / "w", *MODEL,
-                     "--max-steps", 2), 2, "read-only", "--cache-dir")  # fmt: skip
+                     "--max-steps", 2), 2, "Read-only file system", "--cache-dir")  # fmt: skip
         assert not (tmp_path / "w").exists()
         assert cli(capsys, "sample", out, "--length", 5)[0] == 0
 
@@ -211,5 +212,6 @@ def test_a_damaged_byte_in_each_checkpoint_file(trained, tmp_path, capsys, which
         result = cli(capsys, "train", "--out", run, "--resume", "--max-steps", 6)
     else:
         result = cli(capsys, "sample", run, "--checkpoint", which, "--length", 5)
-    one_line(result, 2, f"{run / which / name} is damaged", f"{run / other} is intact: use it with --checkpoint {other}")
+    intact = f"{run / other} is intact: use it with --checkpoint {other}"
+    one_line(result, 2, f"{run / which / name} is damaged", intact)
     assert cli(capsys, "sample", run, "--checkpoint", other, "--length", 5)[0] == 0

@@ -20,9 +20,8 @@ def test_a_second_writer_is_refused_with_the_pid_of_the_first(tmp_path):
         assert (out / ".lock.pid").read_text().strip() == str(os.getpid())
         with pytest.raises(CharRNNError, match=rf"being written by another charrnn process \(PID {os.getpid()}\)"):
             train(config(tmp_path, max_steps=3))
-        with pytest.raises(CharRNNError, match="another charrnn process"):
-            with RunFolder.open(out, resume=True):
-                pass
+        with pytest.raises(CharRNNError, match="another charrnn process"), RunFolder.open(out, resume=True):
+            pass
         assert RunFolder.open(out, resume=False, writer=False).__enter__().out == out  # other ranks do not lock
     train(config(tmp_path, max_steps=3))  # released: the next run goes ahead
     assert sorted(os.listdir(out)) == [".lock", "best", "last", "metrics.jsonl"]
@@ -31,7 +30,8 @@ def test_a_second_writer_is_refused_with_the_pid_of_the_first(tmp_path):
 def test_a_lock_left_by_a_killed_process_does_not_block(tmp_path):
     out = tmp_path / "run"
     code = ("import sys, time; from charrnn.training.run_folder import RunFolder\n"
-            f"with RunFolder.open({str(out)!r}, resume=False):\n    print('held', flush=True); time.sleep(60)")  # fmt: skip
+            f"with RunFolder.open({str(out)!r}, resume=False):\n"
+            "    print('held', flush=True); time.sleep(60)")  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
     child = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True)
     try:
@@ -91,7 +91,7 @@ def test_a_failed_start_leaves_nothing_behind(tmp_path, monkeypatch):
     with pytest.raises(CharRNNError, match="no such file"):
         train(config(tmp_path, name="new/run", data=_data(tmp_path / "missing.txt")))
     assert not (tmp_path / "new").exists()
-    import charrnn.training.trainer as trainer  # a loss that is never finite, as --lr inf gives
+    from charrnn.training import trainer  # a loss that is never finite, as --lr inf gives
 
     real = trainer.loss_fn
     monkeypatch.setattr(trainer, "loss_fn", lambda lg, y, reduction="mean": real(lg, y, reduction) * float("inf"))

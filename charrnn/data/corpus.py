@@ -221,7 +221,7 @@ def load_corpus(config: DataConfig, vocab: Vocab | None = None, unknown: str = "
         meta = _encode_into(folder, files, vocab, unknown)
     if meta["n"] == 0 and meta.get("dropped"):
         raise CharRNNError(f"none of the characters of {config.data} is in the model's vocabulary (it holds only "
-                           f"{describe_chars(meta['dropped'])}); give a text in the alphabet the model was trained on")  # fmt: skip
+                           f"{describe_chars(meta['dropped'])}); give a text in the model's alphabet")  # fmt: skip
     if meta["n"] == 0:
         raise CharRNNError(f"the corpus {config.data or BUNDLED} is empty; give a file with some text in it")
     ids = np.memmap(folder / "ids.bin", dtype=np.dtype(meta["dtype"]), mode="r", shape=(meta["n"],))
@@ -245,7 +245,7 @@ def _encode_into(folder: Path, files: list[Path], vocab: Vocab, unknown: str) ->
                 path.unlink(missing_ok=True)
         if e.filename and Path(e.filename) in files:
             raise os_error(e, "read the corpus") from None
-        raise os_error(e, f"write the encoded corpus to the cache {folder.parent} (choose another with --cache-dir)") from None
+        raise os_error(e, f"write the encoded corpus to the cache {folder.parent}", hint=" with --cache-dir") from None
     return meta
 
 

@@ -29,7 +29,9 @@ def describe_chars(chars) -> str:
     """'abc' for a few characters; the first SHOWN_CHARS and a count for many, so an error stays one short line."""
     chars = list(chars)
     shown = repr("".join(chars[:SHOWN_CHARS]))
-    return shown if len(chars) <= SHOWN_CHARS else f"{shown} and {len(chars) - SHOWN_CHARS:,} more ({len(chars):,} in all)"
+    if len(chars) <= SHOWN_CHARS:
+        return shown
+    return f"{shown} and {len(chars) - SHOWN_CHARS:,} more ({len(chars):,} in all)"
 
 
 def id_dtype(size: int) -> np.dtype:

@@ -41,7 +41,7 @@ class RunFolder:
 
     @classmethod
     @contextlib.contextmanager
-    def open(cls, out: str | Path, resume: bool, writer: bool = True) -> Iterator["RunFolder"]:
+    def open(cls, out: str | Path, resume: bool, writer: bool = True) -> Iterator[RunFolder]:
         """Hold `out` for one run (a new one, or a --resume) for as long as the block lasts."""
         folder = cls(out, writer)
         if not writer:
@@ -77,7 +77,7 @@ class RunFolder:
         try:
             self.out.mkdir(parents=True, exist_ok=True)
         except OSError as e:
-            raise os_error(e, f"make the run folder {self.out}") from None
+            raise os_error(e, f"make the run folder {self.out}", hint=" with --out") from None
         return made[::-1]
 
     def _acquire(self) -> None:
