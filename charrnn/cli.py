@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import argparse
 import math
+import signal
 import sys
 from dataclasses import dataclass
 
 from charrnn import knobs
-from charrnn.errors import CharRNNError
+from charrnn.errors import CharRNNError, os_error
 from charrnn.knobs import knob
 
 DESCRIPTION = "Character-level RNN, LSTM and GRU language models: train on any text, then write like it."
@@ -212,19 +213,42 @@ COMMANDS = {"train": cmd_train, "sample": cmd_sample, "eval": cmd_eval, "hello":
             "viz": cmd_viz, "plot": cmd_plot, "serve": cmd_serve}  # fmt: skip
 
 
+class Terminated(BaseException):
+    """SIGTERM outside the training loop (which catches it itself to save and stop)."""
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    args = build_parser().parse_args(argv)
+    command = next((a for a in argv if not a.startswith("-")), "")  # for messages before the parser has run
     try:
-        return cmd_train(args, argv) if args.command == "train" else COMMANDS[args.command](args)
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    except ValueError:  # not the main thread: leave signals alone
+        previous = None
+    try:
+        args = build_parser().parse_args(argv)
+        command = args.command
+        return cmd_train(args, argv) if command == "train" else COMMANDS[command](args)
     except CharRNNError as e:
-        print(f"charrnn {args.command}: error: {e}", file=sys.stderr)
+        print(f"charrnn {command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"charrnn {args.command}: interrupted", file=sys.stderr)
+        print(f"charrnn {command}: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print(f"charrnn {command}: terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except BrokenPipeError:  # `charrnn sample ... | head`
         return 0
+    except OSError as e:  # one the code did not expect: still one line, never a traceback
+        print(f"charrnn {command}: error: {os_error(e, f'complete charrnn {command}')}", file=sys.stderr)
+        return 2
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -32,3 +32,22 @@ def small_text(n_lines: int = 400) -> str:
         k = (i * 7) % len(words)
         lines.append(" ".join(words[k:] + words[:k])[: 20 + (i * 13) % 40])
     return "\n".join(lines) + "\n"
+
+
+class Diverging:
+    """An engine whose steps numbered in `bad` (1-based) diverge: the loss and every weight
+    become `value`, as after an exploding update. Everything else is the real engine's."""
+
+    def __init__(self, engine, bad, value=float("nan")):
+        self.engine, self.bad, self.value, self.calls = engine, set(bad), value, 0
+
+    def __getattr__(self, name):
+        return getattr(self.engine, name)
+
+    def train_step(self, x, y, state, lr):
+        loss, state = self.engine.train_step(x, y, state, lr)
+        self.calls += 1
+        if self.calls in self.bad or "all" in self.bad:
+            self.engine.load_weights({k: v * self.value for k, v in self.engine.weights().items()})
+            return loss * self.value, state
+        return loss, state

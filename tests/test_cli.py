@@ -108,3 +108,71 @@ def test_signal_saves_last_and_exits_zero(tmp_path, corpus, sig):
     assert proc.returncode == 0, err
     assert "Resume with: charrnn train --out" in err and "--resume" in err
     assert (run / "last" / "trainer.pt").exists()
+
+
+@pytest.mark.parametrize("special", ["fifo", "/dev/zero"])
+def test_a_fifo_or_device_as_data_is_named_as_such(tmp_path, capsys, special):
+    data = tmp_path / "pipe" if special == "fifo" else Path(special)
+    if special == "fifo":
+        os.mkfifo(data)
+    result = run_cli(capsys, "train", "--data", data, "--out", tmp_path / "r", "--max-steps", 2, *TINY)
+    one_line_error(result, "train", "is not a regular file (a FIFO, a device or a socket)")
+
+
+def test_text_entirely_outside_the_vocabulary_and_long_unknown_lists(tmp_path, corpus, capsys):
+    run = tmp_path / "r"
+    assert run_cli(capsys, "train", "--data", corpus, "--out", run, "--max-steps", 2, *TINY)[0] == 0
+    (tmp_path / "greek.txt").write_text("αβγδεζηθ" * 50)
+    one_line_error(run_cli(capsys, "eval", run, "--data", tmp_path / "greek.txt"), "eval",
+                   "none of the characters of")  # fmt: skip
+    many = "".join(chr(0x4E00 + i) for i in range(5000))  # 5,000 distinct unknown characters
+    code, _, err = run_cli(capsys, "sample", run, "--prime", many)
+    one_line_error((code, "", err), "sample", "and 4,980 more (5,000 in all)")
+    assert len(err) < 400
+    (tmp_path / "cjk.txt").write_text(many)
+    code, _, err = run_cli(capsys, "train", "--out", run, "--resume", "--data", tmp_path / "cjk.txt", "--max-steps", 4)
+    one_line_error((code, "", err), "train", "holds characters outside the vocabulary")
+    assert len(err) < 400
+
+
+def test_viz_out_that_is_a_folder(tmp_path, corpus, capsys):
+    run = tmp_path / "r"
+    assert run_cli(capsys, "train", "--data", corpus, "--out", run, "--max-steps", 2, *TINY)[0] == 0
+    result = run_cli(capsys, "viz", run, "--text", "the ", "--out", tmp_path)
+    one_line_error(result, "viz", "is a folder; give a file name")
+
+
+def test_a_corrupted_best_checkpoint_names_the_file_and_the_intact_last(tmp_path, corpus, capsys):
+    run = tmp_path / "r"
+    assert run_cli(capsys, "train", "--data", corpus, "--out", run, "--max-steps", 4, "--eval-every", 2, *TINY)[0] == 0
+    (run / "best" / "checkpoint.json").write_text((run / "best" / "checkpoint.json").read_text()[:100])
+    for command, extra in (("sample", []), ("viz", ["--text", "the ", "--out", tmp_path / "v.html"]),
+                           ("eval", ["--data", corpus])):  # fmt: skip
+        result = run_cli(capsys, command, run, *extra)
+        one_line_error(result, command, f"{run / 'best' / 'checkpoint.json'} is damaged")
+        assert f"{run / 'last'} is intact: use it with --checkpoint last" in result[2]
+    assert run_cli(capsys, "sample", run, "--checkpoint", "last", "--length", 5)[0] == 0
+
+
+def _wait_for_sigterm_handler(pid: int) -> None:
+    """Until charrnn's main() has installed its SIGTERM handler (SigCgt in /proc): start-up has begun."""
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        status = Path(f"/proc/{pid}/status").read_text()
+        caught = int(next(ln for ln in status.splitlines() if ln.startswith("SigCgt:")).split()[1], 16)
+        if caught & (1 << (signal.SIGTERM - 1)):
+            return
+        time.sleep(0.005)
+    raise AssertionError("charrnn never installed its SIGTERM handler")
+
+
+@pytest.mark.parametrize("sig, code, word", [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")])
+def test_a_signal_during_start_up_exits_with_a_short_line(tmp_path, corpus, sig, code, word):
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1]), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "charrnn", "train", "--data", str(corpus), "--out", str(tmp_path / "run"), *TINY]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for_sigterm_handler(proc.pid)  # then it is importing torch: seconds of start-up
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == code and err.strip() == f"charrnn train: {word}", err
+    assert not (tmp_path / "run").exists()

@@ -317,4 +317,4 @@ def test_shared_flags_are_one_declaration(tmp_path, capsys):
     model, vocab = tiny_model("rnn")
     run = save_run(tmp_path / "run", model, vocab)
     code, err = run_main(["sample", str(run), "--checkpoint", "last", "--length", "3"], capsys)
-    assert code == 2 and "holds no checkpoint" in err  # the flag reached the loader: only best/ exists
+    assert code == 2 and "has best/ but no last/" in err  # the flag reached the loader: only best/ exists

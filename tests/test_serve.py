@@ -188,3 +188,35 @@ def test_cli_serve_binds_localhost_by_default(tmp_path, model_vocab):
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+@pytest.mark.parametrize(
+    "raw, ctype, status, message",
+    [
+        (b'{"length": ' + b"7" * 5000 + b"}", "application/json", 400, "must be JSON"),  # over Python's 4,300 digits
+        (b"[" * 30_000 + b"]" * 30_000, "application/json", 400, "must be JSON"),  # RecursionError inside json
+        (b'{"length": 1' + b"0" * 4000 + b"}", "application/json", 400, "length must be in"),  # too large for a float
+        (b'{"length": 5}', "text/plain", 415, "Content-Type: application/json"),
+        (b'{"length": 5}', "", 415, "Content-Type: application/json"),
+        (b"\xff\xfe{}", "application/json", 400, "must be JSON"),
+    ],
+)
+def test_hostile_bodies_get_4xx_never_500(url, raw, ctype, status, message):
+    r = httpx.post(url + "/api/generate", content=raw, headers={"content-type": ctype} if ctype else {})
+    assert r.status_code == status, r.text
+    assert message in r.json()["error"]
+
+
+def test_an_address_that_cannot_be_bound_names_the_host_or_the_port():
+    from charrnn.errors import CharRNNError
+
+    with pytest.raises(CharRNNError, match="no such address: pick another --host"):
+        free_socket("203.0.113.7", 0)  # TEST-NET-3: never an address of this machine
+    with pytest.raises(CharRNNError, match="no such address: pick another --host"):
+        free_socket("no-such-host.invalid", 0)
+    held = free_socket("127.0.0.1", 0)
+    try:
+        with pytest.raises(CharRNNError, match="in use: pick another --port"):
+            free_socket("127.0.0.1", held.getsockname()[1])
+    finally:
+        held.close()

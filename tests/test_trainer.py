@@ -11,7 +11,7 @@ from charrnn.engines.model import ModelConfig
 from charrnn.training.config import OPTIMIZERS, SCHEDULES, TrainConfig, resumed_config, schedule_factor
 from charrnn.training.build import build_trainer
 from charrnn.training.trainer import train
-from conftest import small_text
+from conftest import Diverging, small_text
 
 
 def config(tmp_path, name="run", **kw) -> TrainConfig:
@@ -79,25 +79,6 @@ def test_max_time_stops_the_run(tmp_path):
     r = train(config(tmp_path, max_steps=0, max_time=1.0, eval_every=10_000))
     assert r.step > 0
     assert metrics(tmp_path / "run")[-1]["time"] < 5
-
-
-class Diverging:
-    """An engine whose steps numbered in `bad` (1-based) diverge: the loss and every weight
-    become `value`, as after an exploding update. Everything else is the real engine's."""
-
-    def __init__(self, engine, bad, value=float("nan")):
-        self.engine, self.bad, self.value, self.calls = engine, set(bad), value, 0
-
-    def __getattr__(self, name):
-        return getattr(self.engine, name)
-
-    def train_step(self, x, y, state, lr):
-        loss, state = self.engine.train_step(x, y, state, lr)
-        self.calls += 1
-        if self.calls in self.bad or "all" in self.bad:
-            self.engine.load_weights({k: v * self.value for k, v in self.engine.weights().items()})
-            return loss * self.value, state
-        return loss, state
 
 
 def diverging_trainer(cfg, bad, value=float("nan")):

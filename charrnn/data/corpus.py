@@ -10,6 +10,7 @@ ever held whole in memory, so a corpus of several GB trains in a few hundred MB.
 from __future__ import annotations
 
 import codecs
+import contextlib
 import glob
 import hashlib
 import json
@@ -21,8 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from charrnn.knobs import Checked, knob
-from charrnn.errors import CharRNNError
-from charrnn.data.vocab import ENCODINGS, Vocab
+from charrnn.errors import CharRNNError, os_error
+from charrnn.data.vocab import ENCODINGS, Vocab, describe_chars
 
 ITEM_KINDS = ("lines", "paragraphs", "files")  # --items: see data/items.py
 
@@ -67,6 +68,9 @@ def resolve_files(spec: str | None, encoding: str = "utf-8") -> list[Path]:
         files = sorted(p for p in path.rglob("*") if p.is_file() and not _hidden(p.relative_to(path)))
         if encoding != "bytes":
             files = [p for p in files if not _looks_binary(p)]
+    elif path.exists():  # a FIFO, a device such as /dev/zero, a socket: no end, or no text
+        raise CharRNNError(f"--data {spec} is not a regular file (a FIFO, a device or a socket); "
+                           "give a text file, a folder or a glob")  # fmt: skip
     elif any(ch in spec for ch in "*?["):
         files = sorted(Path(p) for p in glob.glob(os.path.expanduser(spec), recursive=True) if Path(p).is_file())
     else:
@@ -156,7 +160,8 @@ def encode_files(files: list[Path], vocab: Vocab, out: Path, unknown: str = "err
                 if vocab.encoding != "bytes" and (ids < 0).any():
                     chunk = text if text is not None else raw.decode("ascii")
                     if unknown != "skip":
-                        raise CharRNNError(f"{path} holds characters outside the vocabulary: {''.join(vocab.unknown(chunk))!r}")
+                        unknown_chars = describe_chars(vocab.unknown(chunk))
+                        raise CharRNNError(f"{path} holds characters outside the vocabulary: {unknown_chars}")
                     for ch in vocab.unknown(chunk):
                         dropped[ch] = dropped.get(ch, 0) + chunk.count(ch)
                     ids = ids[ids >= 0]
@@ -224,16 +229,33 @@ def load_corpus(config: DataConfig, vocab: Vocab | None = None, unknown: str = "
             vocab = scan_vocab(files, config.encoding)
         if vocab.size == 0:
             raise CharRNNError(f"the corpus {config.data or BUNDLED} is empty; give a file with some text in it")
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / f"ids.bin.tmp{os.getpid()}"
-        counts, dropped = encode_files(files, vocab, tmp, unknown)
-        os.replace(tmp, folder / "ids.bin")
-        meta = {"vocab": vocab.to_json(), "n": sum(counts), "dtype": vocab.dtype.name, "dropped": dropped,
-                "files": [str(p) for p in files], "file_ids": counts}  # fmt: skip
-        tmp_meta = folder / f"meta.json.tmp{os.getpid()}"
-        tmp_meta.write_text(json.dumps(meta))
-        os.replace(tmp_meta, folder / "meta.json")  # written last: its presence means the cache is complete
+        meta = _encode_into(folder, files, vocab, unknown)
+    if meta["n"] == 0 and meta.get("dropped"):
+        raise CharRNNError(f"none of the characters of {config.data} is in the model's vocabulary (it holds only "
+                           f"{describe_chars(meta['dropped'])}); give a text in the model's alphabet")  # fmt: skip
     if meta["n"] == 0:
         raise CharRNNError(f"the corpus {config.data or BUNDLED} is empty; give a file with some text in it")
     ids = np.memmap(folder / "ids.bin", dtype=np.dtype(meta["dtype"]), mode="r", shape=(meta["n"],))
     return Corpus(ids, Vocab.from_json(meta["vocab"]), files, meta.get("dropped", {}), meta["file_ids"], folder)
+
+
+def _encode_into(folder: Path, files: list[Path], vocab: Vocab, unknown: str) -> dict:
+    """Write ids.bin, then meta.json (last: its presence means the cache is complete); return the meta."""
+    tmp, tmp_meta = folder / f"ids.bin.tmp{os.getpid()}", folder / f"meta.json.tmp{os.getpid()}"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        counts, dropped = encode_files(files, vocab, tmp, unknown)
+        os.replace(tmp, folder / "ids.bin")
+        meta = {"vocab": vocab.to_json(), "n": sum(counts), "dtype": vocab.dtype.name, "dropped": dropped,
+                "files": [str(p) for p in files], "file_ids": counts}  # fmt: skip
+        tmp_meta.write_text(json.dumps(meta))
+        os.replace(tmp_meta, folder / "meta.json")
+    except OSError as e:
+        for path in (tmp, tmp_meta):
+            with contextlib.suppress(OSError):
+                path.unlink(missing_ok=True)
+        if e.filename and Path(e.filename) in files:
+            raise os_error(e, "read the corpus") from None
+        raise os_error(e, f"write the encoded corpus to the cache {folder.parent}", hint=" with --cache-dir") from None
+    return meta
+

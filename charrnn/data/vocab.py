@@ -26,6 +26,16 @@ import numpy as np
 from charrnn.errors import CharRNNError
 
 ENCODINGS = ("utf-8", "bytes")
+SHOWN_CHARS = 20  # an error lists at most this many unknown characters, then counts the rest
+
+
+def describe_chars(chars) -> str:
+    """'abc' for a few characters; the first SHOWN_CHARS and a count for many, so an error stays one short line."""
+    chars = list(chars)
+    shown = repr("".join(chars[:SHOWN_CHARS]))
+    if len(chars) <= SHOWN_CHARS:
+        return shown
+    return f"{shown} and {len(chars) - SHOWN_CHARS:,} more ({len(chars):,} in all)"
 
 
 def id_dtype(size: int) -> np.dtype:
@@ -108,9 +118,8 @@ class Vocab:
         if (ids < 0).any():
             if unknown == "skip":
                 return ids[ids >= 0]
-            missing = "".join(self.unknown(text))
             raise CharRNNError(
-                f"these characters are not in the model's vocabulary: {missing!r}; "
+                f"these characters are not in the model's vocabulary: {describe_chars(self.unknown(text))}; "
                 "remove them or pass --unknown skip to drop them"
             )
         return ids

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
 import secrets
 import socket
@@ -28,6 +29,7 @@ from importlib import resources
 
 from charrnn import knobs
 from charrnn.errors import CharRNNError
+from charrnn.data.vocab import describe_chars
 from charrnn.inspection.trace import trace, trace_payload
 from charrnn.knobs import Checked, knob
 from charrnn.sampling.generate import SampleConfig, prime_ids, sample
@@ -112,7 +114,7 @@ class Playground:
 
     def check_prime(self, sc: SampleConfig) -> None:
         if missing := self.vocab.unknown(sc.prime):
-            raise BadRequest(f"the prime has characters outside the model's vocabulary: {''.join(missing)!r}")
+            raise BadRequest(f"the prime has characters outside the model's vocabulary: {describe_chars(missing)}")
 
     def generate(self, sc: SampleConfig, emit, cancelled: threading.Event) -> None:
         """Generate (streaming each piece to emit), then emit the trace of the whole text."""
@@ -151,6 +153,8 @@ def create_app(model, vocab, config: ServeConfig | None = None, name: str = "mod
             sc = await _read_request(request, pg)
         except BadRequest as e:
             return JSONResponse({"error": str(e)}, status_code=e.status)
+        except CharRNNError as e:  # a check inside the sampling API: still the client's request
+            return JSONResponse({"error": str(e)}, status_code=400)
         return StreamingResponse(_stream(pg, sc), media_type="application/x-ndjson")
 
     @contextlib.asynccontextmanager
@@ -170,18 +174,28 @@ def create_app(model, vocab, config: ServeConfig | None = None, name: str = "mod
 
 
 async def _read_request(request, pg: Playground) -> SampleConfig:
-    if int(request.headers.get("content-length") or 0) > MAX_BODY:
+    """The SampleConfig of a request, or BadRequest: no body, however malformed, raises anything else."""
+    length = request.headers.get("content-length") or "0"
+    if not length.isdigit():
+        raise BadRequest("the Content-Length header must be a number of bytes")
+    if int(length) > MAX_BODY:
         raise BadRequest(f"the request body is over {MAX_BODY} bytes", 413)
     raw = b""
     async for chunk in request.stream():  # a chunked body has no content-length: count as it comes
         raw += chunk
         if len(raw) > MAX_BODY:
             raise BadRequest(f"the request body is over {MAX_BODY} bytes", 413)
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if raw and media != "application/json":
+        raise BadRequest(f"send the body as JSON with Content-Type: application/json, not {media or 'none'!r}", 415)
     try:
         body = json.loads(raw or b"{}")
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise BadRequest("the body must be JSON") from None
-    sc = parse_request(body, pg.config, pg.vocab.size)
+    except (ValueError, RecursionError) as e:  # bad JSON or UTF-8, an integer over 4,300 digits, deep nesting
+        raise BadRequest(f"the body must be JSON ({type(e).__name__}: {str(e)[:100]})") from None
+    try:
+        sc = parse_request(body, pg.config, pg.vocab.size)
+    except (ArithmeticError, ValueError, TypeError, RecursionError) as e:  # e.g. a number too large for a float
+        raise BadRequest(f"a field of the body cannot be used: {type(e).__name__}: {str(e)[:100]}") from None
     pg.check_prime(sc)
     return sc
 
@@ -217,15 +231,27 @@ async def _stream(pg: Playground, sc: SampleConfig):
 
 def free_socket(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
     """A listening socket on host:port (port 0: a free one the system picks)."""
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    except OSError as e:
+        raise CharRNNError(f"cannot listen on {host}:{port}: {e.strerror or e}; {_bind_fix(e)}") from None
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
         sock.listen(128)  # from now on connections wait in the backlog until the server accepts them
     except OSError as e:
         sock.close()
-        raise CharRNNError(f"cannot listen on {host}:{port}: {e.strerror}; pick another --port") from None
+        raise CharRNNError(f"cannot listen on {host}:{port}: {e.strerror or e}; {_bind_fix(e)}") from None
     return sock
+
+
+def _bind_fix(e: OSError) -> str:
+    """What to change when a socket cannot be bound: the port, or the host."""
+    if e.errno == errno.EADDRINUSE:
+        return "the port is in use: pick another --port"
+    if e.errno in (errno.EACCES, errno.EPERM):
+        return "ports below 1024 need root: pick a --port from 1024 up"
+    return "this machine has no such address: pick another --host, such as 127.0.0.1 or 0.0.0.0"
 
 
 class BackgroundServer:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from charrnn.inspection.trace import trace, trace_payload
 from charrnn.knobs import Checked, knob
-from charrnn.errors import CharRNNError
+from charrnn.errors import CharRNNError, os_error
 
 
 @dataclass
@@ -91,9 +91,14 @@ def viz(run: str, config: VizConfig, which: str = "best", device: str = "cpu") -
     from charrnn.checkpoint import LoadConfig
 
     config.check()
+    out = Path(config.out).expanduser()
+    if out.is_dir():
+        raise CharRNNError(f"--out {out} is a folder; give a file name, such as {out / 'report.html'}")
     model, vocab, _ = LoadConfig(str(run), which, str(device)).load()
     page, _ = build_report(model, vocab, read_text(config), f"inside {run}", config.max_chars, config.unknown)
-    out = Path(config.out).expanduser()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(page, encoding="utf-8")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(page, encoding="utf-8")
+    except OSError as e:
+        raise os_error(e, f"write the report {out}") from None
     return out

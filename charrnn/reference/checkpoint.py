@@ -88,9 +88,7 @@ def save(folder: str | Path, model: CharRNN, vocab: Vocab, meta: dict | None = N
 
 def load(path: str | Path, which: str = "best", dtype=np.float64) -> tuple[CharRNN, Vocab, dict]:
     """(model, vocab, meta) from a run folder or checkpoint of either engine."""
-    from safetensors.numpy import load_file
-
     folder = ckpt.resolve(path, which)
     meta = ckpt.read_meta(folder)
-    weights = load_file(str(folder / ckpt.WEIGHTS))
+    weights = ckpt.load_weights(folder, numpy=True)  # checked against its SHA-256
     return from_state_dict(ModelConfig.from_json(meta["model"]), weights, dtype), Vocab.from_json(meta["vocab"]), meta

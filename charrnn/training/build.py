@@ -27,12 +27,18 @@ from charrnn.training.init_from import added, grow_vocab, grow_weights
 from charrnn.training.trainer import Parts, RunState, Solo, Trainer
 
 
-def build_trainer(config: TrainConfig, resume: bool = False) -> tuple[Trainer, object]:
-    """A Trainer for `config` (continuing the run in config.out if `resume`), and its process group."""
+def check(config: TrainConfig, resume: bool = False) -> None:
+    """Refuse, at once, a config that cannot train: its flags, and what its engine lacks."""
     config.check()
-    out = Path(config.out)
     if config.engine == "reference":
         check_reference(config, resume)
+
+
+def build_trainer(config: TrainConfig, resume: bool = False, folder=None) -> tuple[Trainer, object]:
+    """A Trainer for `config` (continuing the run in config.out if `resume`), and its process group.
+    folder: the run_folder.RunFolder that train() opened (locked), if any."""
+    check(config, resume)
+    out = Path(config.out)
     if not resume and ckpt.has_checkpoint(out):
         raise CharRNNError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
     torch_parts = _torch_setup(config) if config.engine == "torch" else None  # threads and ranks before the data
@@ -50,7 +56,7 @@ def build_trainer(config: TrainConfig, resume: bool = False) -> tuple[Trainer, o
         engine, group = _torch_engine(config, *torch_parts), torch_parts[1]
     else:
         engine, group = _reference_engine(config), Solo()
-    trainer = Trainer(config, Parts(engine, batches, val, vocab, config.model.to_json(), group))
+    trainer = Trainer(config, Parts(engine, batches, val, vocab, config.model.to_json(), group), folder=folder)
     if source is not None:
         engine.load_weights(grow_weights(source.weights, source.vocab, vocab, config.model.tie_weights, config.seed))
         new = added(source.vocab, vocab)
@@ -60,7 +66,11 @@ def build_trainer(config: TrainConfig, resume: bool = False) -> tuple[Trainer, o
     if resume:
         folder = ckpt.resolve(out, "last")
         state = ckpt.load_trainer_state(folder)
-        engine.load_weights(ckpt.load_weights(folder))
+        try:
+            engine.load_weights(ckpt.load_weights(folder, numpy=True))
+        except (RuntimeError, ValueError, KeyError) as e:  # shapes or names that do not fit its own config
+            raise CharRNNError(f"{folder / ckpt.WEIGHTS} does not fit the model its checkpoint.json describes "
+                               f"({type(e).__name__}); the run cannot be resumed: start a new --out") from None
         trainer.run_state = RunState.from_dict(state)
         trainer.hidden = engine.load_state_dict(state, config.batch_size, config.seed, trainer.step)
     return trainer, group
@@ -89,11 +99,9 @@ class _Source:
 
 
 def _init_source(config: TrainConfig) -> _Source:
-    from safetensors.numpy import load_file
-
     folder = ckpt.resolve(config.init_from, "best")
     meta = ckpt.read_meta(folder)
-    weights = load_file(str(folder / ckpt.WEIGHTS))
+    weights = ckpt.load_weights(folder, numpy=True)  # checked against the hash checkpoint.json records
     return _Source(weights, Vocab.from_json(meta["vocab"]), ModelConfig.from_json(meta["model"]), meta.get("step", 0))
 
 

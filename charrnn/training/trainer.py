@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import json
 import math
+import os
 import signal
 import time
 from dataclasses import asdict, dataclass, field, fields
@@ -33,6 +33,7 @@ from charrnn.evaluation import score, score_items
 from charrnn.tasks import NEXT_CHAR, Task
 from charrnn.training.config import TrainConfig, budget_used, schedule_factor
 from charrnn.training.progress_bar import ProgressBar
+from charrnn.training.run_folder import RunFolder
 
 MAX_NAN_RETRIES = 3
 
@@ -108,8 +109,9 @@ class Trainer:
     """Trains one process's share: all of it alone, or its rows of each batch as one
     rank of a group, where every rank runs this same code."""
 
-    def __init__(self, config: TrainConfig, parts: Parts, run: RunState | None = None):
+    def __init__(self, config: TrainConfig, parts: Parts, run: RunState | None = None, folder: RunFolder | None = None):
         self.config, self.out, self.parts = config, Path(config.out), parts
+        self.folder = folder or RunFolder(self.out, writer=parts.group.is_main)  # unlocked unless train() opened it
         self.engine, self.batches, self.group = parts.engine, parts.batches, parts.group
         self.rows = self.group.rows(config.batch_size)  # this rank's streams: rows [start, end)
         self.run_state = run or RunState()
@@ -208,13 +210,11 @@ class Trainer:
         scale = self.run_state.lr_scale * 0.5
         self.restore(good)
         self.run_state.nan_retries, self.run_state.lr_scale = retries, scale
+        self.folder.cut_metrics(self.step)  # the steps redone from here are logged once, so curves never fold back
         self.log({"step": step, "event": "nan", "loss": str(loss), "rolled_back_to": self.step, "lr_scale": scale})
 
     def log(self, record: dict) -> None:
-        if not self.group.is_main:
-            return
-        with open(self.out / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(record) + "\n")
+        self.folder.log(record)  # rank 0 (the writer) only
 
     def evaluate_and_save(self, scheduled: bool) -> float | None:
         r = self.run_state
@@ -223,12 +223,12 @@ class Trainer:
             self.log({"step": r.step, "time": round(r.elapsed, 3), "val_loss": val, "val_bpc": val / math.log(2)})
             if scheduled and self.config.lr_schedule == "plateau":
                 self.on_plateau(val)
-            if val < r.best_val:
-                r.best_val = val
-                self.save("best")
+            improved = val < r.best_val
+            r.best_val = min(r.best_val, val)
+        # last/ first: a failure between the two saves must not leave a run with best/ alone
         self.save("last")
-        if val is None:
-            self.save("best")  # no validation split: the latest is the best we know
+        if val is None or improved:
+            self.save("best")  # with no validation split, the latest is the best we know
         return val
 
     def run(self) -> TrainResult:
@@ -333,11 +333,15 @@ def train(config: TrainConfig, resume: bool = False) -> TrainResult:
     Under torchrun this process is one rank of a data-parallel run (distributed.py);
     --nproc, which starts torchrun, is the CLI's job (cli.py).
     """
-    from charrnn.training.build import build_trainer
+    from charrnn.training.build import build_trainer, check
 
-    trainer, group = build_trainer(config, resume)
-    with group.errors():
-        result = trainer.run()
+    check(config, resume)  # a bad config is refused before the run folder is touched
+    # One writer per run folder: locked, tidied and its metrics cut back before anything
+    # reads it. Under torchrun, rank 0 writes (RANK is set before any process group exists).
+    with RunFolder.open(config.out, resume, writer=int(os.environ.get("RANK", "0")) == 0) as folder:
+        trainer, group = build_trainer(config, resume, folder)
+        with group.errors():
+            result = trainer.run()
     # Only after success: with a rank gone, tearing the group down may itself block
     # (NCCL), and the process is about to exit anyway.
     group.close()
