@@ -116,10 +116,23 @@ def cmd_train(args, argv: list[str]) -> int:
 def cmd_sample(args) -> int:
     from charrnn.checkpoint import load_model
     from charrnn.sampling.generate import SampleConfig, sample
+    from charrnn.sampling.output import prepare_stdout
 
     config = SampleConfig()
     knobs.apply(config, vars(args))
-    model, vocab, _ = load_model(args.run, args.checkpoint, args.device)
+    config.validate()
+    model, vocab, meta = load_model(args.run, args.checkpoint, args.device)
+    if note := prepare_stdout(vocab):  # never a UnicodeEncodeError, whatever the locale
+        print(note, file=sys.stderr)
+    if config.interactive:
+        from charrnn.sampling.interactive import interactive
+
+        return interactive(model, vocab, config)
+    index = None
+    if config.novelty:  # before sampling: a missing training text fails at once
+        from charrnn.sampling.novelty import index_for_run
+
+        index = index_for_run(meta, config.novelty_data, log=lambda line: print(line, file=sys.stderr))
     stream = config.num_samples == 1
 
     def write(text: str) -> None:
@@ -132,6 +145,13 @@ def cmd_sample(args) -> int:
     else:
         for i, text in enumerate(texts):
             write(f"{'' if i == 0 else chr(10)}--- sample {i + 1} ---\n{text}\n")
+    if index is not None:
+        from charrnn.sampling.generate import prime_ids, prime_text
+
+        ids, shown = prime_ids(vocab, prime_text(config), config.unknown)
+        skip = len(vocab.decode(ids)) if shown else 0  # the prime is the user's: only the continuation is measured
+        for i, text in enumerate(texts):
+            print(f"novelty of sample {i + 1}: {index.measure(text[skip:]).line()}", file=sys.stderr)
     return 0
 
 

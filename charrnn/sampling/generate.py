@@ -69,6 +69,9 @@ class SampleConfig:
             raise CharRNNError("--length-alpha must be 0 or more")
         if self.prime and self.prime_file:
             raise CharRNNError("give the prime with --prime or with --prime-file, not both")
+        if self.interactive and (self.prime or self.prime_file or self.num_samples != 1):
+            raise CharRNNError("--interactive reads its primes at the prompt and writes one continuation at a time; "
+                               "drop --prime, --prime-file and --num-samples")  # fmt: skip
 
 
 def read_prime_file(path: str) -> str:
