@@ -3,10 +3,13 @@
     GET  /               the playground page (static/playground.html, plain HTML/JS)
     GET  /static/...     its script and styles (the same trace.js the viz report inlines)
     GET  /api/model      the model's shape, the request limits and the defaults
-    POST /api/generate   {"prime", "length", "temperature", "top_k", "top_p", "seed"}
+    POST /api/generate   {"prime", "length", "temperature", "top_k", "top_p", "seed", "beam"}
                          -> NDJSON, one object a line, streamed as it is written:
                             {"seed": S}  then  {"text": "..."} ...  then
-                            {"done": true, "text": FULL, "trace": trace_payload}
+                            {"done": true, "text": FULL, "trace": trace_payload[, "novelty": {...}]}
+                         (with "beam" > 0 the text comes in one piece, at the end: the best
+                         beam is known only then; with --novelty, "novelty" tells what of
+                         the generated part was copied from the training text)
 
 Concurrency: the model's weights are loaded once and only read; every request gets
 its own stepper (its own hidden state) and its own seeded random generator through
@@ -43,6 +46,8 @@ class ServeConfig:
     max_prime: int = knob(1000, 'the most characters of prime text one request may send')
     max_temperature: float = knob(5.0, 'the highest temperature a request may ask for')
     workers: int = knob(4, 'generations run at once; more requests wait their turn')
+    max_beam: int = knob(8, 'the most beams a beam-search request may ask for; 0 = no beam search')
+    novelty: bool = knob(False, "report with every generation the longest stretch copied from the run's training text and the share of its 20-character windows found there (indexes the training text at start)")
 
     def validate(self) -> None:
         if not 0 <= self.port < 65536:
@@ -50,6 +55,8 @@ class ServeConfig:
         for name in ("max_length", "max_prime", "workers"):
             if getattr(self, name) < 1:
                 raise CharRNNError(f"--{name.replace('_', '-')} must be at least 1")
+        if self.max_beam < 0:
+            raise CharRNNError("--max-beam must be 0 (no beam search) or more")
         if not self.max_temperature > 0:
             raise CharRNNError("--max-temperature must be positive")
 
@@ -81,7 +88,7 @@ def parse_request(body: object, config: ServeConfig, vocab_size: int) -> SampleC
     """The SampleConfig of a /api/generate body, or BadRequest saying what is wrong."""
     if not isinstance(body, dict):
         raise BadRequest("the body must be a JSON object")
-    known = {"prime", "length", "temperature", "top_k", "top_p", "seed"}
+    known = {"prime", "length", "temperature", "top_k", "top_p", "seed", "beam"}
     if unknown := sorted(set(body) - known):
         raise BadRequest(f"unknown field(s) {', '.join(unknown)}; allowed: {', '.join(sorted(known))}")
     prime = body.get("prime", "")
@@ -96,6 +103,7 @@ def parse_request(body: object, config: ServeConfig, vocab_size: int) -> SampleC
         top_k=_number(body, "top_k", int, 0, 0, vocab_size),
         top_p=_number(body, "top_p", float, 1.0, 0.0, 1.0),
         seed=_number(body, "seed", int, None, 0, MAX_SEED),
+        beam=_number(body, "beam", int, 0, 0, config.max_beam),
     )
     if sc.top_p <= 0:
         raise BadRequest("top_p must be in (0, 1]; 1 = off")
@@ -107,9 +115,10 @@ def parse_request(body: object, config: ServeConfig, vocab_size: int) -> SampleC
 class Playground:
     """The model (shared, read-only), the limits, and the work one request does."""
 
-    def __init__(self, model, vocab, config: ServeConfig, name: str = "model"):
+    def __init__(self, model, vocab, config: ServeConfig, name: str = "model", novelty=None):
         config.validate()
         self.model, self.vocab, self.config, self.name = model.eval(), vocab, config, name
+        self.novelty = novelty  # a charrnn.sampling.novelty.NoveltyIndex, or None
         self.pool = ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="charrnn-gen")
 
     def info(self) -> dict:
@@ -118,8 +127,9 @@ class Playground:
             "name": self.name, "cell": c.cell, "layers": c.layers, "hidden_size": c.hidden_size,
             "vocab_size": self.vocab.size, "encoding": self.vocab.encoding,
             "limits": {"length": s.max_length, "prime": s.max_prime, "temperature": s.max_temperature,
-                       "top_k": self.vocab.size, "body_bytes": MAX_BODY},
-            "defaults": {"prime": "", "length": 200, "temperature": 0.8, "top_k": 0, "top_p": 1.0},
+                       "top_k": self.vocab.size, "beam": s.max_beam, "body_bytes": MAX_BODY},
+            "defaults": {"prime": "", "length": 200, "temperature": 0.8, "top_k": 0, "top_p": 1.0, "beam": 0},
+            "novelty": self.novelty is not None,
         }  # fmt: skip
 
     def check_prime(self, sc: SampleConfig) -> None:
@@ -139,17 +149,21 @@ class Playground:
         # Read exactly what the sampler read: with no prime it started after a hidden context.
         context = None if shown else ids
         tr = trace(self.model, self.vocab.encode(text, "skip"), context)
-        emit({"done": True, "text": text, "trace": trace_payload(tr, self.vocab)})
+        done = {"done": True, "text": text, "trace": trace_payload(tr, self.vocab)}
+        if self.novelty is not None:  # of the generated part: the prime is the user's
+            n = self.novelty.measure(text[len(self.vocab.decode(ids)) if shown else 0 :])
+            done["novelty"] = {"longest": n.longest, "stretch": n.stretch, "windows": n.windows, "copied": n.copied}
+        emit(done)
 
 
-def create_app(model, vocab, config: ServeConfig | None = None, name: str = "model"):
-    """The Starlette app of the playground for a loaded model."""
+def create_app(model, vocab, config: ServeConfig | None = None, name: str = "model", novelty=None):
+    """The Starlette app of the playground for a loaded model (novelty: a NoveltyIndex, for --novelty)."""
     from starlette.applications import Starlette
     from starlette.responses import HTMLResponse, JSONResponse, StreamingResponse
     from starlette.routing import Mount, Route
     from starlette.staticfiles import StaticFiles
 
-    pg = Playground(model, vocab, config or ServeConfig(), name)
+    pg = Playground(model, vocab, config or ServeConfig(), name, novelty)
     static = resources.files("charrnn.inspection").joinpath("static")
 
     async def index(request):
@@ -275,8 +289,13 @@ def serve(run: str, config: ServeConfig, which: str = "best", device: str = "cpu
     from charrnn.checkpoint import load_model
 
     config.validate()
-    model, vocab, _ = load_model(run, which, device)
-    app = create_app(model, vocab, config, name=str(run))
+    model, vocab, meta = load_model(run, which, device)
+    novelty = None
+    if config.novelty:
+        from charrnn.sampling.novelty import index_for_run
+
+        novelty = index_for_run(meta, log=lambda line: print(line, flush=True))
+    app = create_app(model, vocab, config, name=str(run), novelty=novelty)
     sock = free_socket(config.host, config.port)
     host = f"[{config.host}]" if ":" in config.host else config.host
     print(f"charrnn playground for {run} on http://{host}:{sock.getsockname()[1]}/ (Ctrl+C stops it)", flush=True)

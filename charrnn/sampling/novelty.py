@@ -74,7 +74,8 @@ class Novelty:
         shown = self.stretch if len(self.stretch) <= 60 else self.stretch[:57] + "..."
         share = f"{100 * self.share:.1f}% of its {self.windows} {WINDOW}-character windows" if self.windows else (
             f"no {WINDOW}-character windows (only {self.length} characters)")  # fmt: skip
-        return f"longest stretch copied from the training text: {self.longest} characters {shown!r}; {share} occur there"
+        chars = "character" if self.longest == 1 else "characters"
+        return f"longest stretch copied from the training text: {self.longest} {chars} {shown!r}; {share} occur there"
 
 
 class _Chunk:
