@@ -138,6 +138,30 @@ class TrapStepper:
         return [0.25] * 4
 
 
+class EndingTrap(TrapStepper):
+    """As TrapStepper, with end id 0: two beams "2 2" and "2 3" (.1575 each) push greedy's
+    "1 1" (.12) out at step 2, then both end with 0 (p .5) at step 3, while greedy goes on
+    alone, writing 1 with p .9 a step: .4 * .3 * .9 ** 3 = .0875 over 5 steps beats .07875."""
+
+    @staticmethod
+    def _probs(gen):
+        if not gen:
+            return [1e-9, 0.40, 0.35, 0.25]
+        if gen[0] == 1:
+            return [0.2, 0.3, 0.25, 0.25] if len(gen) == 1 else [1e-9, 0.9, 0.05, 0.05]
+        if gen[0] == 2 and len(gen) <= 2:
+            return [0.05, 0.05, 0.45, 0.45] if len(gen) == 1 else [0.5, 0.5 / 3, 0.5 / 3, 0.5 / 3]
+        return [0.25] * 4
+
+
+@pytest.mark.parametrize("alpha", [0.0, 1.0])
+def test_greedy_goes_on_alone_when_every_beam_has_ended(alpha):
+    found = beam_search(EndingTrap(), np.array([0]), width=2, length=5, alpha=alpha, end_id=0, keep=2)
+    assert [h.ids for h in found] == [[1, 1, 1, 1, 1], [2, 2, 0]]
+    assert [h.finished for h in found] == [False, True]
+    assert found[0].logprob == pytest.approx(np.log(0.4 * 0.3 * 0.9**3))
+
+
 def test_greedy_competes_where_plain_beam_search_would_lose():
     best = beam_search(TrapStepper(), np.array([0]), width=2, length=6)[0]
     assert best.ids == [1, 0, 0, 0, 0, 0]

@@ -114,8 +114,10 @@ def _select(beams: list[Hypothesis], logp: np.ndarray, width: int, ends: _Ending
     parent, then the lower id, as argmax breaks them); those that have just ended move
     to `done` and the beam narrows by as many, so width 1 is greedy decoding even when
     a stop string or end id ends it."""
-    n, V = logp.shape
+    if not beams:  # every beam has ended; greedy may go on alone
+        return [], []
     flat = (np.array([h.logprob for h in beams])[:, None] + logp).ravel()  # (n * V,) candidate totals
+    V = logp.shape[1]
     k = min(width, flat.size)
     top = np.argpartition(-flat, k - 1)[:k]
     top = top[np.lexsort((top, -flat[top]))]  # best first; equal totals: the lower flat index first
