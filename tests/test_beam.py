@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from viz_support import save_run
 
 from charrnn.cli import main
 from charrnn.data.vocab import Vocab
@@ -22,7 +23,6 @@ from charrnn.reference.model import Stepper as RefStepper
 from charrnn.sampling.beam import Hypothesis, beam_search
 from charrnn.sampling.generate import SampleConfig, TorchStepper, sample
 from charrnn.sampling.numpy_stepper import NumpyStepper
-from viz_support import save_run
 
 VOCAB = Vocab.from_chars("abcdefgh \n")
 PRIME = "ab"
@@ -53,7 +53,8 @@ def total_logprob(model: CharRNN, prime: str, text: str) -> float:
 def stepper_factories(cell: str):
     model = make_model(cell, 0)
     ref = RefCharRNN(RefModelConfig(vocab_size=VOCAB.size, cell=cell, layers=2, hidden_size=8, embedding_size=4), rng=0)
-    return {"numpy": lambda: NumpyStepper(model), "torch": lambda: TorchStepper(model), "reference": lambda: RefStepper(ref)}
+    return {"numpy": lambda: NumpyStepper(model), "torch": lambda: TorchStepper(model),
+            "reference": lambda: RefStepper(ref)}  # fmt: skip
 
 
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
@@ -185,7 +186,8 @@ def naive_beam(model, prime, width, length, alpha, end_id=None, stop_ids=None, k
 
     live, done, greedy = [([], 0.0)], [], ([], 0.0, False)
     for _ in range(length):
-        cands = [(lp + float(q[c]), p, c) for p, (ids, lp) in enumerate(live) for q in [logp(ids)] for c in range(len(q))]
+        cands = [(lp + float(q[c]), p, c) for p, (ids, lp) in enumerate(live) for q in [logp(ids)]
+                 for c in range(len(q))]  # fmt: skip
         cands.sort(key=lambda x: (-x[0], x[1], x[2]))
         nxt = []
         for total, p, c in cands[:width]:

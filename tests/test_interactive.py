@@ -62,7 +62,8 @@ def test_a_session(run):
     term.type("(\n")
     shown = term.expect("]\n> ")  # a drawn seed is shown, so the text can be made again
     seed = int(shown.rsplit("[seed ", 1)[1])
-    assert shown.endswith(sample(model, vocab, SampleConfig(prime="(", length=12, temperature=0, seed=seed))[0] + f"\n[seed {seed}")
+    want = sample(model, vocab, SampleConfig(prime="(", length=12, temperature=0, seed=seed))[0]
+    assert shown.endswith(want + f"\n[seed {seed}")
     term.type("\x04")  # Ctrl-D at the prompt
     term.expect("bye")
     assert term.exit_code() == 0

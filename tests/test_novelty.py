@@ -145,13 +145,15 @@ def test_cli_novelty(tmp_path, capsys):
     args = ["sample", str(run), "--prime", "ab", "--length", "300", "--seed", "4", "--temperature", "0.5"]
     assert main([*args, "--num-samples", "2", "--novelty"]) == 0
     err = capsys.readouterr().err.splitlines()
-    model_texts = sample(*tiny_model_from(run), SampleConfig(prime="ab", length=300, seed=4, temperature=0.5, num_samples=2))
+    config = SampleConfig(prime="ab", length=300, seed=4, temperature=0.5, num_samples=2)
+    model_texts = sample(*tiny_model_from(run), config)
     train = text[:4500]
     for i, t in enumerate(model_texts):
         gen = t[2:]  # the prime is not measured
         ms = naive_ms(gen, train)
         at, windows = ms.index(max(ms)), len(gen) - WINDOW + 1
-        want = Novelty(len(gen), max(ms), at, -1, gen[at : at + max(ms)], windows, sum(m >= WINDOW for m in ms[:windows]))
+        copied = sum(m >= WINDOW for m in ms[:windows])
+        want = Novelty(len(gen), max(ms), at, -1, gen[at : at + max(ms)], windows, copied)
         assert f"novelty of sample {i + 1}: {want.line()}" in err
     assert any("indexing 4,500 training characters" in line for line in err)
     assert main([*args, "--novelty", "--novelty-data", str(tmp_path / "gone.txt")]) == 2

@@ -53,11 +53,11 @@ def test_pipe_or_file_gets_utf8(run, tmp_path, env, to):
     run_dir, want = run
     cmd = [sys.executable, "-m", "charrnn", "sample", str(run_dir), *ARGS]
     if to == "pipe":
-        done = subprocess.run(cmd, env=env_with(**env), capture_output=True, timeout=120)
+        done = subprocess.run(cmd, env=env_with(**env), capture_output=True, timeout=120, check=False)
         out = done.stdout
     else:
         with open(tmp_path / "out.txt", "wb") as f:
-            done = subprocess.run(cmd, env=env_with(**env), stdout=f, stderr=subprocess.PIPE, timeout=120)
+            done = subprocess.run(cmd, env=env_with(**env), stdout=f, stderr=subprocess.PIPE, timeout=120, check=False)
         out = (tmp_path / "out.txt").read_bytes()
     assert done.returncode == 0, done.stderr.decode(errors="replace")
     assert out.decode("utf-8") == want + "\n"
@@ -65,7 +65,8 @@ def test_pipe_or_file_gets_utf8(run, tmp_path, env, to):
 
 def test_terminal_that_cannot_show_a_character_gets_question_marks_and_a_note(run):
     run_dir, want = run
-    term = Terminal(["-m", "charrnn", "sample", str(run_dir), *ARGS], env_with(LANG="C.UTF-8", PYTHONIOENCODING="ascii"))
+    env = env_with(LANG="C.UTF-8", PYTHONIOENCODING="ascii")
+    term = Terminal(["-m", "charrnn", "sample", str(run_dir), *ARGS], env)
     screen = term.expect(want.encode("ascii", "replace").decode() + "\n")  # the text, '?' for what ASCII lacks
     assert "note: this terminal's encoding (ascii) cannot show 9 of the model's characters" in screen
     assert "Set LANG=C.UTF-8 (or PYTHONIOENCODING=utf-8)" in screen

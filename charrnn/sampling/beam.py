@@ -67,8 +67,8 @@ class _Ending:
         return self.stop is not None and ids[-len(self.stop) :] == self.stop
 
 
-def beam_search(stepper, prime: np.ndarray, width: int, length: int, alpha: float = 1.0,
-                end_id: int | None = None, stop_ids: list[int] | None = None, keep: int = 1) -> list[Hypothesis]:  # fmt: skip
+def beam_search(stepper, prime: np.ndarray, width: int, length: int, alpha: float = 1.0, end_id: int | None = None,
+                stop_ids: list[int] | None = None, keep: int = 1) -> list[Hypothesis]:  # fmt: skip
     """The `keep` best hypotheses (best first) continuing `prime` ((P,) ids, P >= 1) by up
     to `length` ids, found with `width` beams. A hypothesis ends when it emits `end_id`
     or writes `stop_ids`; those ids are kept in its ids (callers drop them from the text)."""

@@ -49,7 +49,8 @@ def set_knob(config: SampleConfig, name: str, value: str) -> SampleConfig:
         try:
             parsed = kind(value)
         except ValueError:
-            raise CharRNNError(f":{name} takes {'a number' if kind is float else 'an integer'}, not {value!r}") from None
+            what = "a number" if kind is float else "an integer"
+            raise CharRNNError(f":{name} takes {what}, not {value!r}") from None
     new = dataclasses.replace(config, **{field: parsed})
     new.validate()
     return new

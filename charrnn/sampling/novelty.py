@@ -39,9 +39,9 @@ import bisect
 import hashlib
 import json
 import os
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Callable, Iterable
 
 import numpy as np
 
@@ -83,7 +83,8 @@ class _Chunk:
     as the ids do: the ids themselves, or big-endian for ids wider than a byte."""
 
     def __init__(self, ids_fd: int, sa_fd: int, start: int, length: int, sa_at: int, dtype: np.dtype):
-        self.ids_fd, self.sa_fd, self.start, self.length, self.sa_at, self.dtype = ids_fd, sa_fd, start, length, sa_at, dtype
+        self.ids_fd, self.sa_fd, self.dtype = ids_fd, sa_fd, dtype
+        self.start, self.length, self.sa_at = start, length, sa_at  # ids from `start` of the id file; SA from sa_at
 
     def position(self, k: int) -> int:
         """SA[k]: where the k-th smallest suffix starts, in the chunk."""
@@ -184,7 +185,7 @@ class NoveltyIndex:
         os.close(self._ids_fd)
         os.close(self._sa_fd)
 
-    def __enter__(self) -> "NoveltyIndex":
+    def __enter__(self) -> NoveltyIndex:  # noqa: PYI034 - typing.Self needs Python 3.11
         return self
 
     def __exit__(self, *exc) -> None:
@@ -222,9 +223,9 @@ class NoveltyIndex:
         i = int(np.argmax(ms)) if len(ms) else 0
         longest = int(ms[i]) if len(ms) else 0
         windows = max(0, len(ids) - WINDOW + 1)
-        return Novelty(length=len(ids), longest=longest, at=i if longest else -1, source=int(where[i]) if longest else -1,
-                       stretch=self.vocab.decode(ids[i : i + longest]), windows=windows,
-                       copied=int((ms[:windows] >= WINDOW).sum()))  # fmt: skip
+        return Novelty(length=len(ids), longest=longest, at=i if longest else -1,
+                       source=int(where[i]) if longest else -1, stretch=self.vocab.decode(ids[i : i + longest]),
+                       windows=windows, copied=int((ms[:windows] >= WINDOW).sum()))  # fmt: skip
 
 
 def index_for_run(meta: dict, data: str | None = None, log: Callable[[str], None] | None = None) -> NoveltyIndex:
@@ -260,7 +261,7 @@ class ItemSet:
                             for s in items), dtype=np.uint64)  # fmt: skip
 
     @classmethod
-    def build(cls, items: Iterable[str], batch: int = 1 << 20) -> "ItemSet":
+    def build(cls, items: Iterable[str], batch: int = 1 << 20) -> ItemSet:
         """From any iterable of items, `batch` at a time (8 bytes an item, then one sort)."""
         parts, it = [], iter(items)
         while len(part := cls.digest(s for _, s in zip(range(batch), it))):
@@ -268,7 +269,7 @@ class ItemSet:
         return cls(np.unique(np.concatenate(parts)) if parts else np.zeros(0, np.uint64))
 
     @classmethod
-    def cached(cls, path: Path, items: Callable[[], Iterable[str]]) -> "ItemSet":
+    def cached(cls, path: Path, items: Callable[[], Iterable[str]]) -> ItemSet:
         """Load the set saved at `path` (.npy), or build it from items() and save it there."""
         path = Path(path)
         if path.exists():

@@ -57,6 +57,6 @@ def prepare_stdout(vocab: Vocab, stream=None) -> str | None:
     if not missing:
         return None
     what = "the model's non-ASCII characters" if vocab.encoding == "bytes" else (
-        f"{len(missing)} of the model's characters, such as {ascii(''.join(missing[:5]))}")  # fmt: skip
+        f"{len(missing)} of the model's characters, such as {''.join(missing[:5])!a}")  # fmt: skip
     return (f"note: this terminal's encoding ({encoding}) cannot show {what}; they are written as '?'. "
             "Set LANG=C.UTF-8 (or PYTHONIOENCODING=utf-8) to see them.")  # fmt: skip
