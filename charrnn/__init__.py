@@ -26,7 +26,9 @@ _API = {
     "SampleConfig": "charrnn.sampling.generate", "generate": "charrnn.sampling.generate",
     "sample": "charrnn.sampling.generate",
     "TrainConfig": "charrnn.training.config", "Trainer": "charrnn.training.trainer",
-    "train": "charrnn.training.trainer", "Vocab": "charrnn.data.vocab",
+    "train": "charrnn.training.trainer", "Vocab": "charrnn.data.vocab", "beam_search": "charrnn.sampling.beam",
+    "index_for_run": "charrnn.sampling.novelty", "NoveltyIndex": "charrnn.sampling.novelty",
+    "ItemSet": "charrnn.sampling.novelty", "interactive": "charrnn.sampling.interactive",
 }  # fmt: skip
 
 __all__ = ["CharRNNError", *_API]

@@ -114,16 +114,37 @@ def cmd_train(args, argv: list[str]) -> int:
 def cmd_sample(args) -> int:
     from charrnn.checkpoint import LoadConfig
     from charrnn.sampling.generate import SampleConfig, sample
+    from charrnn.sampling.output import prepare_stdout
 
     config = knobs.from_args(SampleConfig, args)
     config.check()  # before the model is loaded
-    model, vocab, _ = knobs.from_args(LoadConfig, args).load()
+    model, vocab, meta = knobs.from_args(LoadConfig, args).load()
+    if note := prepare_stdout(vocab):  # never a UnicodeEncodeError, whatever the locale
+        print(note, file=sys.stderr)
+    if config.interactive:
+        from charrnn.sampling.interactive import interactive
+
+        return interactive(model, vocab, config)
+    index = None
+    if config.novelty:  # before sampling: a missing training text fails at once
+        from charrnn.sampling.novelty import index_for_run
+
+        index = index_for_run(meta, config.novelty_data, log=lambda line: print(line, file=sys.stderr))
     stream = config.num_samples == 1
 
     def write(text: str) -> None:
         sys.stdout.write(text)
         sys.stdout.flush()
 
+    seen = None
+    if config.novel_only or (config.novelty and vocab.end):  # whole items: which exist in the training set
+        from charrnn.sampling.novelty import items_for_run, sample_novel
+
+        seen = items_for_run(meta)
+    if config.novel_only:
+        texts = sample_novel(model, vocab, config, seen)
+        write("".join(text + "\n" for text in texts))
+        return 0
     texts = sample(model, vocab, config, on_text=write if stream else None)
     if stream:
         write("\n")
@@ -132,6 +153,16 @@ def cmd_sample(args) -> int:
     else:
         for i, text in enumerate(texts):
             write(f"{'' if i == 0 else chr(10)}--- sample {i + 1} ---\n{text}\n")
+    if index is not None:
+        from charrnn.sampling.generate import prime_ids, prime_text
+
+        ids, shown = prime_ids(vocab, prime_text(config), config.unknown)
+        skip = len(vocab.decode(ids)) if shown else 0  # the prime is the user's: only the continuation is measured
+        for i, text in enumerate(texts):
+            print(f"novelty of sample {i + 1}: {index.measure(text[skip:]).line()}", file=sys.stderr)
+    if seen is not None:
+        copied = sum(seen.items_seen(texts))
+        print(f"novelty: {copied} of {len(texts)} items exist verbatim in the training set", file=sys.stderr)
     return 0
 
 

@@ -42,3 +42,22 @@ def test_same_seed_same_text():
     config = SampleConfig(length=100, seed=3, num_samples=2, prime="ab", temperature=0.8)
     assert isinstance(pick_stepper(model), CudaGraphStepper)  # what sample() uses on CUDA
     assert sample(model, VOCAB, config) == sample(model, VOCAB, config, stepper=TorchStepper(model))
+
+
+def test_reorder_matches_torch_stepper():
+    """Beam search's reorder(rows): same rows, and a new row count (a new capture)."""
+    model = make_model("lstm", 8)
+    graph, ref = CudaGraphStepper(model), TorchStepper(model)
+    rng = np.random.default_rng(0)
+    ids = rng.integers(0, VOCAB.size, (3, 4))
+    graph.prime(ids), ref.prime(ids)
+    for rows in ([2, 0, 1], [1, 1, 0, 2], [3, 0]):
+        graph.reorder(rows), ref.reorder(rows)
+        x = rng.integers(0, VOCAB.size, len(rows))
+        np.testing.assert_allclose(graph.step(x), ref.step(x), rtol=1e-5, atol=1e-5)
+
+
+def test_beam_search_on_graphs_equals_torch_stepper():
+    model = make_model("gru", 8)
+    config = SampleConfig(length=60, prime="ab", beam=4, num_samples=2, stop="!")
+    assert sample(model, VOCAB, config, stepper=CudaGraphStepper(model)) == sample(model, VOCAB, config, stepper=TorchStepper(model))

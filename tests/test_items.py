@@ -143,3 +143,25 @@ def test_load_corpus_records_where_each_file_ends(tmp_path):
     (tmp_path / "d" / "b.txt").write_text("zzz\n")
     corpus = load_corpus(DataConfig(data=str(tmp_path / "d")))
     assert corpus.file_ids == [3, 4]
+
+
+def test_novel_only_gives_items_that_are_not_training_items(tmp_path, capsys):
+    train(names_config(tmp_path, max_steps=40))  # half-trained: some samples are names it saw, some new
+    run = str(tmp_path / "run")
+    assert main(["sample", run, "--num-samples", "12", "--seed", "3", "--novelty", "--length", "20"]) == 0
+    out, err = capsys.readouterr()
+    copied = int(err.split("novelty: ")[1].split(" of ")[0])
+    assert sum(line in NAMES for line in out.splitlines()) == copied  # the report counts what was copied
+    assert main(["sample", run, "--num-samples", "8", "--seed", "3", "--novel-only", "--length", "20"]) == 0
+    fresh = capsys.readouterr().out.splitlines()
+    assert len(fresh) == 8 and not set(fresh) & set(NAMES)
+
+
+def test_novel_only_needs_a_model_of_items(tmp_path, capsys):
+    from conftest import small_text
+
+    (tmp_path / "t.txt").write_text(small_text(100))
+    train(TrainConfig(out=str(tmp_path / "run"), data=DataConfig(data=str(tmp_path / "t.txt")), batch_size=4,
+                      seq_len=16, max_epochs=0, max_steps=2, quiet=True, model=ModelConfig(hidden_size=8)))  # fmt: skip
+    assert main(["sample", str(tmp_path / "run"), "--novel-only"]) == 2
+    assert "for a model trained on items" in capsys.readouterr().err

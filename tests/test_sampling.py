@@ -74,3 +74,39 @@ def test_prime_outside_vocabulary(model):
     with pytest.raises(CharRNNError, match=r"'XZ'.*--unknown skip"):
         sample(model, VOCAB, SampleConfig(prime="aXbZ", length=5))
     assert sample(model, VOCAB, SampleConfig(prime="aXbZ", length=5, unknown="skip", seed=1))[0].startswith("ab")
+
+
+def test_prime_file_is_the_prime(model, tmp_path):
+    path = tmp_path / "prime.txt"
+    path.write_text("ab cd\nef " * 300, encoding="utf-8")  # 2,700 characters, a final space included
+    want = sample(model, VOCAB, SampleConfig(prime=path.read_text(), length=30, seed=2))
+    assert sample(model, VOCAB, SampleConfig(prime_file=str(path), length=30, seed=2)) == want
+    assert want[0].startswith(path.read_text())
+
+
+@pytest.mark.parametrize("case, message", [
+    ("missing", r"^--prime-file .*nothere\.txt: no such file$"),
+    ("latin1", r"^--prime-file .*latin1\.txt is not UTF-8 \(byte offset 3\); save it as UTF-8$"),
+    ("folder", r"^--prime-file .*: cannot read it"),
+    ("both", r"^give the prime with --prime or with --prime-file, not both$"),
+])  # fmt: skip
+def test_prime_file_errors(model, tmp_path, case, message):
+    (tmp_path / "latin1.txt").write_bytes("abc\xe9".encode("latin-1"))
+    path = {"missing": tmp_path / "nothere.txt", "latin1": tmp_path / "latin1.txt", "folder": tmp_path,
+            "both": tmp_path / "latin1.txt"}[case]  # fmt: skip
+    config = SampleConfig(prime_file=str(path), prime="a" if case == "both" else "", length=5)
+    with pytest.raises(CharRNNError, match=message):
+        sample(model, VOCAB, config)
+
+
+def test_cli_prime_file(model, tmp_path, capsys):
+    from charrnn.cli import main
+    from viz_support import save_run
+
+    run = save_run(tmp_path / "run", model, VOCAB)
+    (tmp_path / "p.txt").write_text("abc\n", encoding="utf-8")
+    assert main(["sample", str(run), "--prime-file", str(tmp_path / "p.txt"), "--length", "20", "--seed", "1"]) == 0
+    assert capsys.readouterr().out == sample(model, VOCAB, SampleConfig(prime="abc\n", length=20, seed=1))[0] + "\n"
+    assert main(["sample", str(run), "--prime-file", str(tmp_path / "nope.txt")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no such file" in err

@@ -98,6 +98,8 @@ def test_empty_prime_starts_after_a_newline_and_random_seed_is_reported(url, mod
         ({"seed": -3}, 400, "seed must be in"),
         ({"seed": True}, 400, "seed must be an integer"),
         ({"colour": "red"}, 400, "unknown field(s) colour"),
+        ({"beam": 9}, 400, "beam must be in [1, 8] (or 0 = off), got 9"),
+        ({"beam": -1}, 400, "beam must be in [1, 8] (or 0 = off), got -1"),
         ([1, 2], 400, "must be a JSON object"),
     ],
 )
@@ -220,3 +222,36 @@ def test_an_address_that_cannot_be_bound_names_the_host_or_the_port():
             free_socket("127.0.0.1", held.getsockname()[1])
     finally:
         held.close()
+
+
+def test_beam_search_request_gives_sample_s_best_beam(url, model_vocab):
+    model, vocab = model_vocab
+    msgs = generate(url, {"prime": "He said", "length": 80, "beam": 4, "seed": 1})
+    want = sample(model, vocab, SampleConfig(prime="He said", length=80, beam=4))[0]
+    assert msgs[-1]["done"] and msgs[-1]["text"] == want
+    assert [m["text"] for m in msgs[1:-1]] == [want]  # one piece, at the end
+    assert "novelty" not in msgs[-1]  # not asked for at start
+    info = httpx.get(url + "/api/model").json()
+    assert info["limits"]["beam"] == 8 and info["novelty"] is False
+
+
+def test_novelty_report_in_the_done_message(tmp_path, model_vocab):
+    from viz_support import TEXT
+
+    from charrnn.data.corpus import DataConfig, load_corpus
+    from charrnn.sampling.novelty import NoveltyIndex
+
+    model, vocab = model_vocab
+    (tmp_path / "train.txt").write_text(TEXT * 3)
+    corpus = load_corpus(DataConfig(data=str(tmp_path / "train.txt")), vocab)
+    index = NoveltyIndex(Path(corpus.ids.filename), corpus.ids.dtype, len(corpus.ids), vocab)
+    app = create_app(model, vocab, ServeConfig(max_beam=0), name="tiny", novelty=index)
+    with BackgroundServer(app) as url:
+        assert httpx.get(url + "/api/model").json()["novelty"] is True
+        final = generate(url, {"prime": "She [said]", "length": 150, "temperature": 0.3, "seed": 2})[-1]
+        assert final["text"].startswith("She [said]")
+        n = index.measure(final["text"][len("She [said]") :])  # the generated part only
+        assert final["novelty"] == {"longest": n.longest, "stretch": n.stretch, "windows": n.windows, "copied": n.copied}
+        assert 0 < n.longest < 150 and n.windows == 131
+        r = httpx.post(url + "/api/generate", json={"beam": 1})
+        assert r.status_code == 400 and "does no beam search" in r.json()["error"]

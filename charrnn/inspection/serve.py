@@ -3,10 +3,13 @@
     GET  /               the playground page (static/playground.html, plain HTML/JS)
     GET  /static/...     its script and styles (the same trace.js the viz report inlines)
     GET  /api/model      the model's shape, the request limits and the defaults
-    POST /api/generate   {"prime", "length", "temperature", "top_k", "top_p", "seed"}
+    POST /api/generate   {"prime", "length", "temperature", "top_k", "top_p", "seed", "beam"}
                          -> NDJSON, one object a line, streamed as it is written:
                             {"seed": S}  then  {"text": "..."} ...  then
-                            {"done": true, "text": FULL, "trace": trace_payload}
+                            {"done": true, "text": FULL, "trace": trace_payload[, "novelty": {...}]}
+                         (with "beam" > 0 the text comes in one piece, at the end: the best
+                         beam is known only then; with --novelty, "novelty" tells what of
+                         the generated part was copied from the training text)
 
 Concurrency: the model's weights are loaded once and only read; every request gets
 its own stepper (its own hidden state) and its own seeded random generator through
@@ -35,7 +38,7 @@ from charrnn.knobs import Checked, knob
 from charrnn.sampling.generate import SampleConfig, prime_ids, sample
 
 MAX_BODY = 64 * 1024  # bytes of a request body
-DEFAULTS = {"prime": "", "length": 200, "temperature": 0.8, "top_k": 0, "top_p": 1.0, "seed": None}
+DEFAULTS = {"prime": "", "length": 200, "temperature": 0.8, "top_k": 0, "top_p": 1.0, "seed": None, "beam": 0}
 
 
 @dataclass
@@ -47,6 +50,10 @@ class ServeConfig(Checked):
     max_prime: int = knob(1000, 'the most characters of prime text one request may send', ge=1)
     max_temperature: float = knob(5.0, 'the highest temperature a request may ask for', gt=0)
     workers: int = knob(4, 'generations run at once; more requests wait their turn', ge=1)
+    max_beam: int = knob(8, 'the most beams a beam-search request may ask for', ge=1, off=(0, "no beam search"))
+    novelty: bool = knob(False, "report with every generation the longest stretch copied from the run's training "
+                                "text and the share of its 20-character windows found there (indexes the training "
+                                "text at start)")  # fmt: skip
 
 
 class BadRequest(Exception):
@@ -77,12 +84,14 @@ def parse_request(body: object, config: ServeConfig, vocab_size: int) -> SampleC
         raise BadRequest("the body must be a JSON object")
     if unknown := sorted(set(body) - set(DEFAULTS)):
         raise BadRequest(f"unknown field(s) {', '.join(unknown)}; allowed: {', '.join(sorted(DEFAULTS))}")
+    if body.get("beam") and not config.max_beam:
+        raise BadRequest("this server does no beam search (it was started with --max-beam 0)")
     kinds = knobs.kinds(SampleConfig)
     # JSON has one kind of number: 3.0 is as good an integer as 3.
     whole = {k: int(v) for k, v in body.items() if kinds[k] == "int" and isinstance(v, float) and v.is_integer()}
     sc = SampleConfig(**{**request_defaults(config), **body, **whole})
     limits = {"length": {"ge": 1, "le": config.max_length}, "temperature": {"le": config.max_temperature},
-              "top_k": {"le": vocab_size}}  # fmt: skip
+              "top_k": {"le": vocab_size}, "beam": {"le": config.max_beam}}  # fmt: skip
     try:
         knobs.check(sc, as_field=True, tighter=limits)
     except CharRNNError as e:
@@ -97,9 +106,10 @@ def parse_request(body: object, config: ServeConfig, vocab_size: int) -> SampleC
 class Playground:
     """The model (shared, read-only), the limits, and the work one request does."""
 
-    def __init__(self, model, vocab, config: ServeConfig, name: str = "model"):
+    def __init__(self, model, vocab, config: ServeConfig, name: str = "model", novelty=None):
         config.check()
         self.model, self.vocab, self.config, self.name = model.eval(), vocab, config, name
+        self.novelty = novelty  # a charrnn.sampling.novelty.NoveltyIndex, or None
         self.pool = ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="charrnn-gen")
 
     def info(self) -> dict:
@@ -108,8 +118,9 @@ class Playground:
             "name": self.name, "cell": c.cell, "layers": c.layers, "hidden_size": c.hidden_size,
             "vocab_size": self.vocab.size, "encoding": self.vocab.encoding,
             "limits": {"length": s.max_length, "prime": s.max_prime, "temperature": s.max_temperature,
-                       "top_k": self.vocab.size, "body_bytes": MAX_BODY},
+                       "top_k": self.vocab.size, "beam": s.max_beam, "body_bytes": MAX_BODY},
             "defaults": {k: v for k, v in request_defaults(s).items() if k != "seed"},
+            "novelty": self.novelty is not None,
         }  # fmt: skip
 
     def check_prime(self, sc: SampleConfig) -> None:
@@ -129,17 +140,21 @@ class Playground:
         # Read exactly what the sampler read: with no prime it started after a hidden context.
         context = None if shown else ids
         tr = trace(self.model, self.vocab.encode(text, "skip"), context)
-        emit({"done": True, "text": text, "trace": trace_payload(tr, self.vocab)})
+        done = {"done": True, "text": text, "trace": trace_payload(tr, self.vocab)}
+        if self.novelty is not None:  # of the generated part: the prime is the user's
+            n = self.novelty.measure(text[len(self.vocab.decode(ids)) if shown else 0 :])
+            done["novelty"] = {"longest": n.longest, "stretch": n.stretch, "windows": n.windows, "copied": n.copied}
+        emit(done)
 
 
-def create_app(model, vocab, config: ServeConfig | None = None, name: str = "model"):
-    """The Starlette app of the playground for a loaded model."""
+def create_app(model, vocab, config: ServeConfig | None = None, name: str = "model", novelty=None):
+    """The Starlette app of the playground for a loaded model (novelty: a NoveltyIndex, for --novelty)."""
     from starlette.applications import Starlette
     from starlette.responses import HTMLResponse, JSONResponse, StreamingResponse
     from starlette.routing import Mount, Route
     from starlette.staticfiles import StaticFiles
 
-    pg = Playground(model, vocab, config or ServeConfig(), name)
+    pg = Playground(model, vocab, config or ServeConfig(), name, novelty)
     static = resources.files("charrnn.inspection").joinpath("static")
 
     async def index(request):
@@ -289,8 +304,13 @@ def serve(run: str, config: ServeConfig, which: str = "best", device: str = "cpu
     from charrnn.checkpoint import LoadConfig
 
     config.check()
-    model, vocab, _ = LoadConfig(str(run), which, str(device)).load()
-    app = create_app(model, vocab, config, name=str(run))
+    model, vocab, meta = LoadConfig(str(run), which, str(device)).load()
+    novelty = None
+    if config.novelty:
+        from charrnn.sampling.novelty import index_for_run
+
+        novelty = index_for_run(meta, log=lambda line: print(line, flush=True))
+    app = create_app(model, vocab, config, name=str(run), novelty=novelty)
     sock = free_socket(config.host, config.port)
     host = f"[{config.host}]" if ":" in config.host else config.host
     print(f"charrnn playground for {run} on http://{host}:{sock.getsockname()[1]}/ (Ctrl+C stops it)", flush=True)

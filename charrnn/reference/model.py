@@ -139,3 +139,7 @@ class Stepper:
     def step(self, ids: np.ndarray) -> np.ndarray:
         logits, self.state = self.model.step(ids, self.state)
         return logits.astype(np.float64)
+
+    def reorder(self, rows) -> None:
+        """Row b of the new state is row rows[b] of the old one (beam search); len(rows) may differ from B."""
+        self.state = tuple(s[:, np.asarray(rows, dtype=np.int64)] for s in self.state)  # each (L, len(rows), H)

@@ -70,6 +70,17 @@ class CudaGraphStepper:
         return logits[:, -1].double().cpu().numpy()
 
     @torch.inference_mode()
+    def reorder(self, rows) -> None:
+        """Row b of the state becomes row rows[b] (beam search). A new number of rows
+        captures a new graph, as prime() does for a new B."""
+        index = torch.as_tensor(np.asarray(rows, dtype=np.int64), device=self.device)
+        picked = [s.index_select(1, index) for s in self.state]  # copies, taken before a capture resets the state
+        if len(rows) != self.B:
+            self._capture(len(rows))
+        for dst, src in zip(self.state, picked):
+            dst.copy_(src)
+
+    @torch.inference_mode()
     def step(self, ids: np.ndarray) -> np.ndarray:
         """(B,) ids -> (B, V) logits: copy the ids in, replay, copy the logits out."""
         self.ids.copy_(torch.from_numpy(ids))

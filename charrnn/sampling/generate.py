@@ -18,11 +18,13 @@ the stop string (docs/sampling-speed.md).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import torch
 
+from charrnn.errors import CharRNNError
 from charrnn.knobs import MAX_SEED, Checked, knob
 from charrnn.sampling.numpy_stepper import NumpyStepper
 from charrnn.data.vocab import Vocab
@@ -44,6 +46,51 @@ class SampleConfig(Checked):
     stop: str | None = knob(None, 'end a sample when it writes this string (the string is not printed)')
     unknown: str = knob("error", 'what to do with prime characters outside the vocabulary: error, or skip them',
                         choices=("error", "skip"))  # fmt: skip
+    prime_file: str | None = knob(None, 'read the prime from this UTF-8 file, for primes too long for a command line '
+                                  '(used as it is, a final newline included); not with --prime', nonempty=True)  # fmt: skip
+    beam: int = knob(0, 'beam search with N beams: the most likely continuation found keeping N candidates, instead '
+                        'of sampling (temperature, top-k, top-p and seed do not apply); 1 = greedy', ge=1,
+                     off=(0, "off"))  # fmt: skip
+    length_alpha: float = knob(1.0, 'beam search ranks continuations of different lengths (ended by --stop) by total '
+                                    'log-probability / length**alpha: 0 = the total (favours ending early), 1 = per '
+                                    'character', ge=0)  # fmt: skip
+    novelty: bool = knob(False, 'report for every sample the longest stretch copied verbatim from the training text '
+                                'and the share of its 20-character windows found there (indexes the training text on '
+                                'first use)')  # fmt: skip
+    novelty_data: str | None = knob(None, "the training text that --novelty compares with (a file, folder or glob); "
+                                          "default: the run's own, from its checkpoint.json", nonempty=True)  # fmt: skip
+    novel_only: bool = knob(False, 'a model of items (--items): keep sampling until --num-samples items that are '
+                                   'not in the training set are found')  # fmt: skip
+    interactive: bool = knob(False, 'a prompt loop: type a prime, get a continuation; :help lists the commands that '
+                                    'change temperature, length, seed, ...; Ctrl-D ends it')  # fmt: skip
+
+    def rules(self) -> None:
+        if self.beam and self.num_samples > self.beam:
+            raise CharRNNError(f"--num-samples {self.num_samples} asks for more continuations than --beam {self.beam} keeps")
+        if self.prime and self.prime_file:
+            raise CharRNNError("give the prime with --prime or with --prime-file, not both")
+        if self.interactive and (self.prime or self.prime_file or self.num_samples != 1):
+            raise CharRNNError("--interactive reads its primes at the prompt and writes one continuation at a time; "
+                               "drop --prime, --prime-file and --num-samples")  # fmt: skip
+
+
+def read_prime_file(path: str) -> str:
+    """The text of a --prime-file, exactly (a final newline included), or a one-line error."""
+    try:
+        raw = Path(path).expanduser().read_bytes()
+    except FileNotFoundError:
+        raise CharRNNError(f"--prime-file {path}: no such file") from None
+    except OSError as e:
+        raise CharRNNError(f"--prime-file {path}: cannot read it ({e.strerror})") from None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise CharRNNError(f"--prime-file {path} is not UTF-8 (byte offset {e.start}); save it as UTF-8") from None
+
+
+def prime_text(config: SampleConfig) -> str:
+    """The prime: --prime, or the contents of --prime-file."""
+    return read_prime_file(config.prime_file) if config.prime_file else config.prime
 
 
 # -- the rules: pure functions on (B, V) float64 arrays --------------------------
@@ -149,6 +196,11 @@ class TorchStepper:
         logits, self.state = self.model.step(torch.from_numpy(ids).to(self.device), self.state)
         return logits.double().cpu().numpy()
 
+    def reorder(self, rows) -> None:
+        """Row b of the new state is row rows[b] of the old one (beam search); len(rows) may differ from B."""
+        index = torch.as_tensor(np.asarray(rows, dtype=np.int64), device=self.device)
+        self.state = tuple(s.index_select(1, index) for s in self.state)  # each (L, len(rows), H)
+
 
 def prime_ids(vocab: Vocab, prime: str, unknown: str) -> tuple[np.ndarray, bool]:
     """The ids to prime with, and whether they come from the user's text (to be shown).
@@ -205,12 +257,21 @@ def generate(stepper, vocab: Vocab, config: SampleConfig, on_text: Callable[[str
 
     on_text, if given, receives sample 0's text as it is written (streaming); text that
     could be the start of the stop string is held back until it is known not to be.
+    With config.beam, the texts are the num_samples best beams (charrnn.sampling.beam),
+    and on_text receives the best one whole at the end.
     """
     config.check()
     rng = np.random.default_rng(config.seed)
     B = config.num_samples
-    ids, shown = prime_ids(vocab, config.prime, config.unknown)
+    ids, shown = prime_ids(vocab, prime_text(config), config.unknown)
     head = vocab.decode(ids) if shown else ""
+    if config.beam:  # no streaming: the best beam is known only at the end
+        from charrnn.sampling.beam import beam_texts
+
+        texts = [head + text for text in beam_texts(stepper, vocab, ids, config, vocab.end_id if vocab.end else None)]
+        if on_text is not None:
+            on_text(texts[0])
+        return texts
     if on_text is not None and head:
         on_text(head)
     logits = stepper.prime(np.tile(ids, (B, 1)))

@@ -175,6 +175,16 @@ class NumpyStepper:
         np.copyto(self.logits, self.logits32)  # float32 -> float64; a casting ufunc would buffer
         return self.logits
 
+    def reorder(self, rows) -> None:
+        """Make row b of the state a copy of row rows[b] (beam search reselects its beams
+        this way); len(rows) may differ from B. The logits buffer is not reordered."""
+        rows = np.asarray(rows, dtype=np.int64)
+        S, C = self.S[:, rows], self.C[:, rows]  # (L*H, len(rows)) copies, taken before any reallocation
+        if len(rows) != self.B:
+            self._allocate(len(rows))
+        np.copyto(self.S, S)  # in place: the per-layer views made by _allocate point into S and C
+        np.copyto(self.C, C)
+
     # -- the cells: each updates layer l's h (and c) in place ---------------------------
 
     def _preact(self, l: int) -> None:
