@@ -21,6 +21,8 @@ def build_parser() -> argparse.ArgumentParser:
     from charrnn.training.config import TrainConfig
     from charrnn.inspection.serve import ServeConfig
     from charrnn.inspection.viz import VizConfig
+    from charrnn.export.card import CardConfig
+    from charrnn.export.common import ExportConfig
 
     parser = argparse.ArgumentParser(prog="charrnn", description=DESCRIPTION)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -73,6 +75,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", choices=("best", "last"), default="best", help="which checkpoint of a run folder (default: best)")
     p.add_argument("--device", default="cpu", help="where to run the model: cpu, cuda or mps (default: cpu)")
     knobs.add_flags(p, ServeConfig)
+
+    p = sub.add_parser("export", help="share a model: an HTML page that writes in any browser, or an ONNX graph",
+                       description="Write a run's model as one self-contained HTML page (no server, no CDN) and/or as "
+                                   "an ONNX step graph with its vocabulary inside; or verify such a file (--check).")  # fmt: skip
+    p.add_argument("run", nargs="?", default=None, help="a run folder (its best checkpoint) or a checkpoint folder")
+    p.add_argument("--checkpoint", choices=("best", "last"), default="best", help="which checkpoint of a run folder (default: best)")
+    knobs.add_flags(p, ExportConfig)
+
+    p = sub.add_parser("card", help="write a model card (README.md, loss.png) into a run folder",
+                       description="Write README.md into the run folder: training data and its SHA-256, config and "
+                                   "budget, measured loss, bpc and speed, the loss curve, three samples, how to use it.")  # fmt: skip
+    p.add_argument("run", help="a run folder")
+    p.add_argument("--checkpoint", choices=("best", "last"), default="best", help="which checkpoint of a run folder (default: best)")
+    knobs.add_flags(p, CardConfig)
     return parser
 
 
@@ -176,6 +192,44 @@ def cmd_serve(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from charrnn.export.common import ExportConfig
+
+    config = ExportConfig()
+    knobs.apply(config, vars(args))
+    config.validate(args.run)
+    if config.check is not None:
+        from charrnn.export.check import check_export
+
+        print(check_export(config.check))
+        return 0
+    if config.onnx:  # fail before writing anything when the ONNX packages are missing
+        from charrnn.export.onnx_export import require_onnx
+
+        require_onnx()
+    if config.html:
+        from charrnn.export.html import export_html
+
+        out = export_html(args.run, config.html, args.checkpoint, config.precision)
+        print(f"Wrote {out} ({out.stat().st_size / 1e6:.2f} MB); open it in any browser.", file=sys.stderr)
+    if config.onnx:
+        from charrnn.export.onnx_export import export_onnx
+
+        out = export_onnx(args.run, config.onnx, args.checkpoint)
+        print(f"Wrote {out} ({out.stat().st_size / 1e6:.2f} MB); see examples/onnx_sample.py to run it.", file=sys.stderr)
+    return 0
+
+
+def cmd_card(args) -> int:
+    from charrnn.export.card import CardConfig, write_card
+
+    config = CardConfig()
+    knobs.apply(config, vars(args))
+    out = write_card(args.run, config, args.checkpoint)
+    print(f"Wrote {out}", file=sys.stderr)
+    return 0
+
+
 def cmd_hello(args) -> int:
     from charrnn.reference.hello import hello, report
 
@@ -200,7 +254,7 @@ def reference_markdown() -> str:
 
 
 COMMANDS = {"train": cmd_train, "sample": cmd_sample, "eval": cmd_eval, "hello": cmd_hello,
-            "viz": cmd_viz, "plot": cmd_plot, "serve": cmd_serve}  # fmt: skip
+            "viz": cmd_viz, "plot": cmd_plot, "serve": cmd_serve, "export": cmd_export, "card": cmd_card}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
