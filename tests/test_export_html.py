@@ -51,8 +51,8 @@ def test_page_sampling_rules_equal_charrnn(page, tmp_path):
     logits = np.random.default_rng(0).normal(0, 2, (6, vocab.size))
     logits[0, :5] = logits[0, 5]  # ties at the k-th largest are kept
     for temperature, k, p in [(1.0, 0, 1.0), (0.7, 5, 1.0), (1.3, 0, 0.6), (0.9, 10, 0.8), (1.0, 1, 1.0)]:
-        got = np.array(page.evaluate("([l, t, k, p]) => l.map(r => Array.from(CharRNN.softmax(CharRNN.maskedLogits(r, t, k, p))))",
-                                     [logits.tolist(), temperature, k, p]))  # fmt: skip
+        script = "([l, t, k, p]) => l.map(r => Array.from(CharRNN.softmax(CharRNN.maskedLogits(r, t, k, p))))"
+        got = np.array(page.evaluate(script, [logits.tolist(), temperature, k, p]))
         want = softmax(top_p_mask(top_k_mask(logits / temperature, k), p))
         np.testing.assert_allclose(got, want, atol=1e-12)
     picks = page.evaluate("l => l.map(r => CharRNN.pick(r, {temperature: 0}, null))", logits.tolist())
@@ -156,3 +156,13 @@ def test_page_manifest_is_json_that_closes_no_script(tmp_path):
     text = build_page(model, vocab, {"metrics": {"best_val_loss": 1.25}, "step": 7})
     manifest = text.split('id="charrnn-manifest">')[1].split("</script>")[0]
     assert json.loads(manifest)["step"] == 7 and "validation loss 1.250" in text
+
+
+def test_a_2x256_lstm_page_stays_under_5_mb():
+    from charrnn.data.vocab import Vocab
+    from charrnn.engines.model import CharRNN, ModelConfig
+
+    vocab = Vocab.from_chars("\n !$&',-.3:;?ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")  # Shakespeare's 65
+    model = CharRNN(ModelConfig(vocab_size=vocab.size, cell="lstm", layers=2, hidden_size=256, embedding_size=64))
+    size = len(build_page(model, vocab, {}).encode("utf-8"))
+    assert 4e6 < size < 5e6  # float32 weights, base64: 876,929 weights x 4 bytes x 4/3

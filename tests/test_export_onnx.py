@@ -30,7 +30,8 @@ def exported(tmp_path_factory):
     for cell in VARIANTS:
         model, vocab = export_model(cell, scale=2.0, head=1.0)  # saturated states, logits of a trained model's size
         meta = {"step": 42, "metrics": {"best_val_loss": 1.5}}
-        out[cell] = (model, vocab, write_atomic(folder / f"{cell}.onnx", build_onnx(model, vocab, meta).SerializeToString()))
+        path = write_atomic(folder / f"{cell}.onnx", build_onnx(model, vocab, meta).SerializeToString())
+        out[cell] = (model, vocab, path)
     return out
 
 

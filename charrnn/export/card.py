@@ -73,10 +73,12 @@ def corpus_section(data: dict) -> list[str]:
         return lines + [f"- The corpus was not found when this card was written ({e}), so it is not hashed here.", ""]
     rows, digest = hash_corpus(files, encoding)
     shown = rows[:20]
-    lines += [f"- {len(rows)} file(s), {sum(r['bytes'] for r in rows):,} bytes, {sum(r['chars'] for r in rows):,} characters",
+    size, chars = sum(r["bytes"] for r in rows), sum(r["chars"] for r in rows)
+    lines += [f"- {len(rows)} file(s), {size:,} bytes, {chars:,} characters",
               f"- SHA-256 of the corpus (its files joined in this order): `{digest}`", "",
               "| file | bytes | characters | SHA-256 |", "|---|---:|---:|---|"]  # fmt: skip
-    lines += [f"| `{Path(r['file']).name}` | {r['bytes']:,} | {r['chars']:,} | `{r['sha256'][:16]}…` |" for r in shown]
+    for r in shown:
+        lines.append(f"| `{Path(r['file']).name}` | {r['bytes']:,} | {r['chars']:,} | `{r['sha256'][:16]}…` |")
     if len(rows) > len(shown):
         lines.append(f"| … and {len(rows) - len(shown)} more | | | |")
     return lines + ["", "Hashed when this card was written, from the paths as given to `charrnn train`.", ""]
@@ -104,9 +106,11 @@ def figures_section(meta: dict, records: list[dict], curve: str | None) -> list[
     if best is not None:
         lines.append(f"| best validation loss | {best:.4f} nats/char = {best / LN2:.4f} bits/char (bpc) |")
     if vals:
-        lines.append(f"| last validation loss | {vals[-1]:.4f} nats/char = {vals[-1] / LN2:.4f} bpc ({len(vals)} evaluations) |")
+        last = f"{vals[-1]:.4f} nats/char = {vals[-1] / LN2:.4f} bpc"
+        lines.append(f"| last validation loss | {last} ({len(vals)} evaluations) |")
     if speeds:
-        lines.append(f"| training speed | {statistics.median(speeds):,.0f} characters/s (median of {len(speeds)} log records) |")
+        speed = f"{statistics.median(speeds):,.0f} characters/s"
+        lines.append(f"| training speed | {speed} (median of {len(speeds)} log records) |")
     if times:
         lines.append(f"| training time | {max(times):,.0f} s |")
     if len(lines) == 4:
@@ -121,10 +125,11 @@ def config_section(model, meta: dict, records: list[dict]) -> list[str]:
     from charrnn.engines.model import num_parameters
 
     c, train = model.config, meta.get("train") or {}
+    article = "An" if c.cell in ("rnn", "lstm") else "A"
     keys = ("batch_size", "seq_len", "optimizer", "lr", "lr_schedule", "warmup_steps", "grad_clip", "weight_decay",
             "max_steps", "max_epochs", "max_time", "seed", "device")  # fmt: skip
     lines = ["## Config and budget", "",
-             f"{'An' if c.cell in ('rnn', 'lstm') else 'A'} {c.cell.upper()} of {c.layers} layer(s) x {c.hidden_size} units, "
+             f"{article} {c.cell.upper()} of {c.layers} layer(s) x {c.hidden_size} units, "
              + (f"a {c.embedding_size}-wide embedding" if c.embedding_size else "one-hot input")
              + f", {num_parameters(model):,} parameters; task `{task_of(meta)}`.", "",
              "| knob | value |", "|---|---|"]  # fmt: skip
@@ -152,7 +157,8 @@ def samples_section(model, vocab, run: str, config: CardConfig) -> list[str]:
         sc = SampleConfig(prime=config.prime, length=config.length, temperature=config.temperature, seed=seed)
         text = sample(model, vocab, sc)[0]
         prime = f" --prime {shlex.quote(config.prime)}" if config.prime else ""
-        command = f"charrnn sample {shlex.quote(run)}{prime} --length {config.length} --temperature {config.temperature} --seed {seed}"
+        settings = f"--length {config.length} --temperature {config.temperature} --seed {seed}"
+        command = f"charrnn sample {shlex.quote(run)}{prime} {settings}"
         f = fence(text)
         lines += [f"Seed {seed}, temperature {config.temperature}, {config.length} characters: `{command}`", "",
                   f, text, f, ""]  # fmt: skip
@@ -161,21 +167,24 @@ def samples_section(model, vocab, run: str, config: CardConfig) -> list[str]:
 
 def usage_section(run: str, vocab, prime: str) -> list[str]:
     r, p = shlex.quote(run), f" --prime {shlex.quote(prime)}" if prime else ""
+    onnx = shlex.quote(run + "/model.onnx")
+    chars = json.dumps("".join(vocab.chars), ensure_ascii=False)
     return ["## How to use it", "",
             "From this folder, with charrnn installed:", "", "```sh",
             f"charrnn sample {r}{p} --length 500 --temperature 0.8",
             f"charrnn serve {r}                                  # a local web playground", "```", "",
-            "As one HTML page that writes in any browser, offline (open it from disk or host it anywhere):", "", "```sh",
+            "As one HTML page that writes in any browser, offline (open it from disk or host it anywhere):", "",
+            "```sh",
             f"charrnn export {r} --html {shlex.quote(run + '/model.html')}", "```", "",
             "As an ONNX step graph, for onnxruntime and other runtimes (`pip install 'charrnn[export]'`); "
             "the vocabulary and config are in its metadata, and `examples/onnx_sample.py` in charrnn's repository "
             "samples from it with onnxruntime and NumPy alone:", "", "```sh",
-            f"charrnn export {r} --onnx {shlex.quote(run + '/model.onnx')}",
-            f"python examples/onnx_sample.py {shlex.quote(run + '/model.onnx')}{' ' + shlex.quote(prime) if prime else ''}",
+            f"charrnn export {r} --onnx {onnx}",
+            f"python examples/onnx_sample.py {onnx}{' ' + shlex.quote(prime) if prime else ''}",
             "```", "",
             "## Vocabulary", "",
             ("256 byte values (`--encoding bytes`)." if vocab.encoding == "bytes"
-             else f"{vocab.size} characters, id = position:\n\n```json\n{json.dumps(''.join(vocab.chars), ensure_ascii=False)}\n```"),
+             else f"{vocab.size} characters, id = position:\n\n```json\n{chars}\n```"),
             ""]  # fmt: skip
 
 
@@ -210,8 +219,10 @@ def write_card(run: str | Path, config: CardConfig | None = None, which: str = "
             f"# {run_dir.name}: a character-level {c.cell.upper()}", "",
             f"A {c.layers}-layer {c.cell.upper()} language model over {vocab.size} characters, trained with "
             "charrnn: it writes text one character at a "
-            f"time in the style of its training text. This card describes the `{folder.name}` checkpoint.", ""]  # fmt: skip
+            f"time in the style of its training text. This card describes the `{folder.name}` checkpoint.",
+            ""]  # fmt: skip
     lines = (head + corpus_section((meta.get("train") or {}).get("data") or {})
              + config_section(model, meta, records) + figures_section(meta, records, draw_curve(run_dir))
-             + samples_section(model, vocab, str(run), config) + usage_section(str(run), vocab, config.prime))  # fmt: skip
+             + samples_section(model, vocab, str(run), config)
+             + usage_section(str(run), vocab, config.prime))  # fmt: skip
     return write_atomic(run_dir / "README.md", "\n".join(lines).encode("utf-8"))

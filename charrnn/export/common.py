@@ -26,9 +26,10 @@ PRECISIONS = ("float32", "float16")
 class ExportConfig:
     html: str | None = knob(None, 'write one self-contained HTML page that generates text in any browser, to this file')
     onnx: str | None = knob(None, 'write the step function as an ONNX graph, to this file (needs charrnn[export])')
-    precision: str = knob("float32", "the HTML page's weights: float32 gives charrnn's own probabilities (to 1e-6); "
-                          "float16 halves the file and moves them by about 1e-3", choices=PRECISIONS)  # fmt: skip
-    check: str | None = knob(None, 'verify an exported .html or .onnx file and print what it holds (instead of exporting)')
+    precision: str = knob("float32", "the HTML page's weights: float32 gives charrnn's own probabilities "
+                          "(within 1e-6); float16 halves the file and moves them by about 1e-4 to 1e-3",
+                          choices=PRECISIONS)  # fmt: skip
+    check: str | None = knob(None, 'instead of exporting: verify an exported .html or .onnx file, say what it holds')
 
     def validate(self, run: str | None) -> None:
         if self.precision not in PRECISIONS:
@@ -51,7 +52,8 @@ def task_of(meta: dict) -> str:
 def check_exportable(meta: dict, what: str) -> None:
     task = task_of(meta)
     if task not in EXPORTABLE_TASKS:
-        raise CharRNNError(f"{what} export supports only the {', '.join(EXPORTABLE_TASKS)} task; this run's task is {task!r}")
+        supported = ", ".join(EXPORTABLE_TASKS)
+        raise CharRNNError(f"{what} export supports only the {supported} task; this run's task is {task!r}")
 
 
 def sha256_hex(data: bytes) -> str:

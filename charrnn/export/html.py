@@ -11,10 +11,11 @@ The model sits in two script elements that the browser does not run:
                                                             buffer, base64
 
 Precision: float32 by default. The page then computes charrnn's own next-character
-probabilities (tests check 1e-4; they agree to about 1e-6), and a 2x256 LSTM with 65
-characters stays under 5 MB (3.5 MB of weights, 4/3 of that in base64). --precision
-float16 halves the file, for bigger models, at the price of moving the probabilities
-by about 1e-3 (rounding every weight to 11 significant bits).
+probabilities (tests check 1e-4; they agree to 6e-7 on the tiny preset's model), and a
+2x256 LSTM with 65 characters stays under 5 MB (3.5 MB of weights, 4/3 of that in
+base64). --precision float16 halves the file, for bigger models, at the price of moving
+the probabilities by about 1e-4 to 1e-3 (2.3e-4 at most on that model after a minute of
+training): every weight is rounded to 11 significant bits.
 
 Damage: `<meta name="charrnn-sha256">` holds the SHA-256 of the whole file as written,
 with that hex replaced by zeros, so load_html() notices any changed byte. The page itself
@@ -95,7 +96,7 @@ def build_page(model, vocab, meta: dict, precision: str = "float32", title: str 
         "WEIGHTS": base64.b64encode(data).decode("ascii"),
     }
     # One pass, so a placeholder-like string inside the script or the data stays as it is.
-    page = re.sub(r"__(TITLE|ABOUT|SHA|ENGINE|MANIFEST|WEIGHTS)__", lambda m: parts[m.group(1)], static_text("page.html"))
+    page = re.sub(r"__([A-Z]+)__", lambda m: parts.get(m.group(1), m.group(0)), static_text("page.html"))
     return page.replace(f'content="{ZEROS}"', f'content="{sha256_hex(page.encode("utf-8"))}"', 1)
 
 
@@ -128,7 +129,8 @@ def read_page(path: str | Path) -> tuple[dict, bytes]:
     text = raw.decode("utf-8")
     manifest = json.loads(_block(text, "application/json", "manifest", path))  # "<\\/" is JSON for "</"
     if manifest.get("format") != FORMAT or manifest.get("version", 0) > VERSION:
-        raise CharRNNError(f"{path} is not a charrnn HTML export this charrnn can read (format {manifest.get('format')})")
+        what = f"format {manifest.get('format')}, version {manifest.get('version')}"
+        raise CharRNNError(f"{path} is not a charrnn HTML export this charrnn can read ({what}); upgrade charrnn")
     return manifest, base64.b64decode(_block(text, "text/plain", "weights", path))
 
 

@@ -157,6 +157,7 @@ def describe_onnx(path: str | Path) -> str:
     """One line on a verified ONNX export (for `charrnn export --check`)."""
     proto, vocab, c, props = load_onnx(path)
     ops = sorted({n.op_type for n in proto.graph.node} & {"RNN", "LSTM", "GRU"}) or ["MatMul"]
-    return (f"{path}: a charrnn ONNX step graph, SHA-256 verified; {c['cell'].upper()} {c['layers']}x{c['hidden_size']}, "
-            f"{vocab.size} characters, task {props['charrnn_task']}, opset "
-            f"{max(o.version for o in proto.opset_import if o.domain in ('', 'ai.onnx'))}, cells as {'/'.join(ops)}")  # fmt: skip
+    opset = max(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
+    shape = f"{c['cell'].upper()} {c['layers']}x{c['hidden_size']}, {vocab.size} characters"
+    return (f"{path}: a charrnn ONNX step graph, SHA-256 verified; {shape}, task {props['charrnn_task']}, "
+            f"opset {opset}, cells as {'/'.join(ops)}")

@@ -44,7 +44,8 @@ const CharRNN = (() => {
   async function load(doc) {
     const manifest = JSON.parse(doc.getElementById("charrnn-manifest").textContent);
     if (manifest.format !== "charrnn-html" || manifest.task !== "next-char")
-      throw new Error(`this page holds a ${manifest.format} model for task ${manifest.task}; it can run next-char models`);
+      throw new Error(`this page holds a ${manifest.format} model for task ${manifest.task}; ` +
+                      "it can run next-char models");
     let bytes;
     try {
       const text = atob(doc.getElementById("charrnn-weights").textContent.trim());
@@ -53,7 +54,8 @@ const CharRNN = (() => {
       throw new Error("this page is damaged (its weights are not valid base64): export it again");
     }
     if (bytes.length !== manifest.weights_bytes)
-      throw new Error(`this page is damaged (${bytes.length} bytes of weights, expected ${manifest.weights_bytes}): export it again`);
+      throw new Error(`this page is damaged (${bytes.length} bytes of weights, expected ${manifest.weights_bytes}): ` +
+                      "export it again");
     const sha = await sha256Hex(bytes);
     if (sha !== null && sha !== manifest.weights_sha256)
       throw new Error("this page is damaged (its weights' SHA-256 differs from the one recorded): export it again");
@@ -150,7 +152,8 @@ const CharRNN = (() => {
     encode(text) { // ids of text; throws listing the characters outside the vocabulary
       if (this.bytes) return Array.from(new TextEncoder().encode(text));
       const missing = [...new Set(Array.from(text).filter(ch => !this.index.has(ch)))];
-      if (missing.length) throw new Error(`these characters are not in the model's vocabulary: ${JSON.stringify(missing.join(""))}`);
+      if (missing.length)
+        throw new Error(`these characters are not in the model's vocabulary: ${JSON.stringify(missing.join(""))}`);
       return Array.from(text, ch => this.index.get(ch));
     }
     start() { // the prime when none is given: a newline, as charrnn sample
