@@ -121,7 +121,7 @@ def figures_section(meta: dict, records: list[dict], curve: str | None) -> list[
     return lines
 
 
-def config_section(model, meta: dict, records: list[dict]) -> list[str]:
+def config_section(model, meta: dict) -> list[str]:
     from charrnn.engines.model import num_parameters
 
     c, train = model.config, meta.get("train") or {}
@@ -172,7 +172,7 @@ def usage_section(run: str, vocab, prime: str) -> list[str]:
     return ["## How to use it", "",
             "From this folder, with charrnn installed:", "", "```sh",
             f"charrnn sample {r}{p} --length 500 --temperature 0.8",
-            f"charrnn serve {r}                                  # a local web playground", "```", "",
+            f"charrnn serve {r}    # a local web playground, with the model's guesses and neurons", "```", "",
             "As one HTML page that writes in any browser, offline (open it from disk or host it anywhere):", "",
             "```sh",
             f"charrnn export {r} --html {shlex.quote(run + '/model.html')}", "```", "",
@@ -217,12 +217,12 @@ def write_card(run: str | Path, config: CardConfig | None = None, which: str = "
     head = ["---", "library_name: charrnn", "pipeline_tag: text-generation",
             f"tags: [charrnn, character-level, {c.cell}, text-generation]", "---", "",
             f"# {run_dir.name}: a character-level {c.cell.upper()}", "",
-            f"A {c.layers}-layer {c.cell.upper()} language model over {vocab.size} characters, trained with "
-            "charrnn: it writes text one character at a "
-            f"time in the style of its training text. This card describes the `{folder.name}` checkpoint.",
+            f"A {c.layers}-layer {c.cell.upper()} language model over {vocab.size} characters, trained with charrnn: "
+            "it writes text one character at a time in the style of its training text. "
+            f"This card describes the `{folder.name}` checkpoint.",
             ""]  # fmt: skip
     lines = (head + corpus_section((meta.get("train") or {}).get("data") or {})
-             + config_section(model, meta, records) + figures_section(meta, records, draw_curve(run_dir))
+             + config_section(model, meta) + figures_section(meta, records, draw_curve(run_dir))
              + samples_section(model, vocab, str(run), config)
              + usage_section(str(run), vocab, config.prime))  # fmt: skip
     return write_atomic(run_dir / "README.md", "\n".join(lines).encode("utf-8"))
