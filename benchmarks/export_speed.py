@@ -1,7 +1,10 @@
 """The exported HTML page: file size, and characters per second in headless Chromium.
 
-    python benchmarks/export_speed.py                        # the presets tiny and small, float32 and float16
+    OPENBLAS_NUM_THREADS=1 python benchmarks/export_speed.py      # the presets tiny and small, float32 and float16
     python benchmarks/export_speed.py --presets tiny --length 20000
+
+(On a shared 2-core machine OPENBLAS_NUM_THREADS=1 keeps NumPy's spinning threads from
+starving charrnn sample's column; the page and onnxruntime use one thread anyway.)
 
 For each preset's model shape (its cell, layers, hidden and embedding sizes) with
 Tiny Shakespeare's 65 characters, it builds an untrained model (speed and size do not
