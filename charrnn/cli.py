@@ -45,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     from charrnn.reference.hello import HelloConfig
     from charrnn.sampling.generate import SampleConfig
     from charrnn.training.config import TrainConfig
+    from charrnn.export.card import CardConfig
+    from charrnn.export.common import ExportConfig
 
     parser = Parser(prog="charrnn", description=DESCRIPTION)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -65,6 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
          "Plot bits per character against step and against training time, from metrics.jsonl.", [PlotConfig]),
         ("serve", "a local web playground: generate, inspect predictions and neurons",
          "Serve a web page that generates text as you watch and shows what the model saw.", [LoadConfig, ServeConfig]),
+        ("export", "share a model: an HTML page that writes in any browser, or an ONNX graph",
+         ("Write a run's model as one self-contained HTML page (no server, no CDN) and/or as an ONNX step graph "
+          "with its vocabulary inside; or verify such a file (--check)."), [ExportConfig]),
+        ("card", "write a model card (README.md, loss.png) into a run folder",
+         ("Write README.md into the run folder: training data and its SHA-256, config and budget, measured loss, "
+          "bpc and speed, the loss curve, three samples, how to use it."), [LoadConfig, CardConfig]),
     ]  # fmt: skip
     for name, help_, description, configs in commands:
         p = sub.add_parser(name, help=help_, description=description)
@@ -216,6 +224,45 @@ def cmd_serve(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from charrnn.export.common import ExportConfig
+
+    config = knobs.from_args(ExportConfig, args)
+    config.check()
+    if config.verify is not None:
+        from charrnn.export.check import check_export
+
+        print(check_export(config.verify))
+        return 0
+    if config.onnx:  # fail before writing anything when the ONNX packages are missing
+        from charrnn.export.onnx_export import require_onnx
+
+        require_onnx()
+    if config.html:
+        from charrnn.export.html import export_html
+
+        out = export_html(config.run, config.html, config.checkpoint, config.precision)
+        print(f"Wrote {out} ({out.stat().st_size / 1e6:.2f} MB); open it in any browser.", file=sys.stderr)
+    if config.onnx:
+        from charrnn.export.onnx_export import export_onnx
+
+        out = export_onnx(config.run, config.onnx, config.checkpoint)
+        print(f"Wrote {out} ({out.stat().st_size / 1e6:.2f} MB); see examples/onnx_sample.py to run it.", file=sys.stderr)
+    return 0
+
+
+def cmd_card(args) -> int:
+    from charrnn.checkpoint import LoadConfig
+    from charrnn.export.card import CardConfig, write_card
+
+    config, load = knobs.from_args(CardConfig, args), knobs.from_args(LoadConfig, args)
+    config.check()
+    load.check()
+    out = write_card(load.run, config, load.checkpoint)
+    print(f"Wrote {out}", file=sys.stderr)
+    return 0
+
+
 def cmd_hello(args) -> int:
     from charrnn.reference.hello import HelloConfig, hello, report
 
@@ -241,7 +288,7 @@ def reference_markdown() -> str:
 
 
 COMMANDS = {"train": cmd_train, "sample": cmd_sample, "eval": cmd_eval, "hello": cmd_hello,
-            "viz": cmd_viz, "plot": cmd_plot, "serve": cmd_serve}  # fmt: skip
+            "viz": cmd_viz, "plot": cmd_plot, "serve": cmd_serve, "export": cmd_export, "card": cmd_card}  # fmt: skip
 
 
 class Terminated(BaseException):

@@ -249,8 +249,11 @@ def add_flags(parser: argparse.ArgumentParser, cls, skip: tuple[str, ...] = ()) 
         if k == "bool":
             action = parser.add_argument(name, action="store_true", default=argparse.SUPPRESS, help=help_)
         elif declaration.positional:
-            action = parser.add_argument(f.name, type=str, nargs="+" if k == "list[str]" else None,
-                                         metavar=declaration.metavar or f.name.upper(), help=help_)  # fmt: skip
+            optional = not (f.default is REQUIRED and f.default_factory is REQUIRED)  # RUN or nothing: nargs "?"
+            nargs = "+" if k == "list[str]" else "?" if optional else None
+            extra = {"default": argparse.SUPPRESS} if optional else {}
+            action = parser.add_argument(f.name, type=str, nargs=nargs, metavar=declaration.metavar or f.name.upper(),
+                                         help=help_, **extra)  # fmt: skip
         else:
             choices = declaration.allowed()
             action = parser.add_argument(name, type=_FLAG_TYPES[k], choices=choices, default=argparse.SUPPRESS,

@@ -140,7 +140,7 @@ def test_every_argument_is_a_knob_and_every_number_has_a_range():
 
 
 def test_the_walk_covers_every_command_and_the_issue_cases():
-    assert {c for c, _ in subcommands()} == {"train", "sample", "eval", "hello", "viz", "plot", "serve"}
+    assert {c for c, _ in subcommands()} == {"train", "sample", "eval", "hello", "viz", "plot", "serve", "export", "card"}
     covered = {" ".join(argv[:1] + argv[-2:]) for argv, _ in CASES}
     for case in ["train --grad-clip -0.5", "train --warmup-steps -1", "train --max-steps -1", "train --eval-chars -1",
                  "sample --temperature nan", "train --threads -1", "train --weight-decay -0.5",
