@@ -69,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
          "Serve a web page that generates text as you watch and shows what the model saw.", [LoadConfig, ServeConfig]),
         ("export", "share a model: an HTML page that writes in any browser, or an ONNX graph",
          ("Write a run's model as one self-contained HTML page (no server, no CDN) and/or as an ONNX step graph "
-          "with its vocabulary inside; or verify such a file (--check)."), [ExportConfig]),
+          "with its vocabulary inside; or verify such a file (--verify)."), [ExportConfig]),
         ("card", "write a model card (README.md, loss.png) into a run folder",
          ("Write README.md into the run folder: training data and its SHA-256, config and budget, measured loss, "
           "bpc and speed, the loss curve, three samples, how to use it."), [LoadConfig, CardConfig]),
