@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test test-slow bench screenshots clean
+.PHONY: setup demo test test-slow lint bench screenshots clean
 
 setup: $(VENV)/.installed
 
@@ -23,6 +23,11 @@ demo: setup
 
 test: setup
 	$(BIN)/python -m pytest -q
+
+# ruff's rule set and settings are in pyproject.toml; CI runs this before the tests.
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 test-slow: setup
 	CHARRNN_SLOW=1 $(BIN)/python -m pytest -q

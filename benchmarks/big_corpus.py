@@ -78,9 +78,29 @@ def main() -> None:
 
         enc = run(ENCODE, str(corpus), str(cache))
         print(f"encoded in {enc['seconds']:.1f} s", flush=True)
-        tr = run(TRAIN, "train", "--data", str(corpus), "--cache-dir", str(cache), "--out", str(Path(tmp) / "run"),
-                 "--cell", "lstm", "--layers", "2", "--hidden-size", "256", "--max-steps", str(args.steps),
-                 "--max-epochs", "0", "--eval-every", str(args.steps), "--quiet")  # fmt: skip
+        tr = run(
+            TRAIN,
+            "train",
+            "--data",
+            str(corpus),
+            "--cache-dir",
+            str(cache),
+            "--out",
+            str(Path(tmp) / "run"),
+            "--cell",
+            "lstm",
+            "--layers",
+            "2",
+            "--hidden-size",
+            "256",
+            "--max-steps",
+            str(args.steps),
+            "--max-epochs",
+            "0",
+            "--eval-every",
+            str(args.steps),
+            "--quiet",
+        )
         assert tr["code"] == 0
 
     mbps = size / 1e6 / enc["seconds"]
@@ -89,7 +109,10 @@ def main() -> None:
     print("|---|---:|---:|")
     print(f"| encoding speed (cold cache, 2 passes) | {mbps:,.0f} MB/s | >= 50 MB/s |")
     print(f"| peak RSS while encoding | {enc['peak_mb']:,.0f} MB | |")
-    print(f"| peak RSS, training 2x256 LSTM {args.steps} steps + validation + checkpoint | {tr['peak_mb']:,.0f} MB | < 1,500 MB |")
+    print(
+        f"| peak RSS, training 2x256 LSTM {args.steps} steps + validation + checkpoint "
+        f"| {tr['peak_mb']:,.0f} MB | < 1,500 MB |"
+    )
 
 
 if __name__ == "__main__":

@@ -43,8 +43,13 @@ SHAKESPEARE_CHARS = "\n !$&',-.3:;?ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrs
 def preset_model(name: str) -> CharRNN:
     p = load_preset(name)
     torch.manual_seed(0)
-    config = ModelConfig(vocab_size=len(SHAKESPEARE_CHARS), cell=p["cell"], layers=p["layers"],
-                         hidden_size=p["hidden_size"], embedding_size=p["embedding_size"])  # fmt: skip
+    config = ModelConfig(
+        vocab_size=len(SHAKESPEARE_CHARS),
+        cell=p["cell"],
+        layers=p["layers"],
+        hidden_size=p["hidden_size"],
+        embedding_size=p["embedding_size"],
+    )
     return CharRNN(config).eval()
 
 
@@ -54,8 +59,11 @@ def page_speed(browser, path: Path, length: int, repeats: int) -> float:
     page.evaluate("window.charrnn.ready")
     best = 0.0
     for seed in range(repeats):
-        r = page.evaluate("([n, s]) => window.charrnn.generate({prime: 'ROMEO:', length: n, temperature: 1, topK: 0, "
-                          "topP: 1, seed: s, stop: ''})", [length, seed])  # fmt: skip
+        r = page.evaluate(
+            "([n, s]) => window.charrnn.generate({prime: 'ROMEO:', length: n, temperature: 1, topK: 0, "
+            "topP: 1, seed: s, stop: ''})",
+            [length, seed],
+        )
         best = max(best, r["chars"] / r["seconds"])
     page.close()
     return best
@@ -109,8 +117,10 @@ def main() -> None:
     chromium = chromium_path()
     version = subprocess.run([chromium, "--version"], capture_output=True, text=True).stdout.strip()
     print(f"# {platform.processor() or platform.machine()}, {version}, torch {torch.__version__}")
-    print("| preset | model | weights | HTML file | chars/s in Chromium | ONNX file | chars/s in onnxruntime "
-          "| chars/s in charrnn sample |")
+    print(
+        "| preset | model | weights | HTML file | chars/s in Chromium | ONNX file | chars/s in onnxruntime "
+        "| chars/s in charrnn sample |"
+    )
     print("|---|---|---|---:|---:|---:|---:|---:|")
     vocab = Vocab.from_chars(SHAKESPEARE_CHARS)
     with sync_playwright() as p, tempfile.TemporaryDirectory() as tmp:
@@ -126,8 +136,10 @@ def main() -> None:
                 speed = page_speed(browser, path, args.length, args.repeats)
                 tail = f"{onnx[0]:.2f} MB | {onnx[1]:,.0f}" if onnx and precision == "float32" else "| "
                 tail += f" | {numpy_speed:,.0f}" if precision == "float32" else " | "
-                print(f"| {name} | {c.cell.upper()} {c.layers}x{c.hidden_size}, E={c.embedding_size}, V={c.vocab_size} "
-                      f"| {precision} | {path.stat().st_size / 1e6:.2f} MB | {speed:,.0f} | {tail} |")  # fmt: skip
+                print(
+                    f"| {name} | {c.cell.upper()} {c.layers}x{c.hidden_size}, E={c.embedding_size}, V={c.vocab_size} "
+                    f"| {precision} | {path.stat().st_size / 1e6:.2f} MB | {speed:,.0f} | {tail} |"
+                )
         browser.close()
 
 

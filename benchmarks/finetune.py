@@ -82,8 +82,10 @@ def main() -> None:
             train(small(scratch, budget, args.data))
             rows.append((budget, val_loss(tuned, args.data), val_loss(scratch, args.data)))
             print(f"  {budget:g} s: fine-tuned {rows[-1][1]:.4f}, from scratch {rows[-1][2]:.4f} nats", flush=True)
-    print(f"\nFine-tuning `small` from Tiny Shakespeare onto {Path(args.data).name}; {cpu_name()}, "
-          f"{torch.get_num_threads()} threads; python {sys.version.split()[0]}, torch {torch.__version__}")  # fmt: skip
+    print(
+        f"\nFine-tuning `small` from Tiny Shakespeare onto {Path(args.data).name}; {cpu_name()}, "
+        f"{torch.get_num_threads()} threads; python {sys.version.split()[0]}, torch {torch.__version__}"
+    )
     print("| budget | fine-tuned val loss (nats) | bpc | from scratch val loss (nats) | bpc | gain (nats) |")
     print("|---:|---:|---:|---:|---:|---:|")
     for budget, a, b in rows:

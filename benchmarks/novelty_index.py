@@ -57,12 +57,15 @@ def main() -> None:
         if args.size_mb:
             corpus = Path(tmp) / "big.txt"
             build_corpus(corpus, int(args.size_mb * 1e6))
-        encode = ("import sys; from charrnn.data.corpus import DataConfig, load_corpus; "
-                  "load_corpus(DataConfig(data=sys.argv[1], cache_dir=sys.argv[2]))")  # fmt: skip
+        encode = (
+            "import sys; from charrnn.data.corpus import DataConfig, load_corpus; "
+            "load_corpus(DataConfig(data=sys.argv[1], cache_dir=sys.argv[2]))"
+        )
         subprocess.run([sys.executable, "-c", encode, str(corpus), str(cache)], check=True)  # warm the corpus cache
         t = time.perf_counter()
-        out = subprocess.run([sys.executable, "-c", INDEX, str(corpus), str(cache)],
-                             capture_output=True, text=True, check=True)  # fmt: skip
+        out = subprocess.run(
+            [sys.executable, "-c", INDEX, str(corpus), str(cache)], capture_output=True, text=True, check=True
+        )
         r = json.loads(out.stdout.strip().splitlines()[-1])
         wall = time.perf_counter() - t
     print(f"\nNovelty index of {corpus.name}'s train split: {r['chars']:,} characters, {r['chunks']} chunk(s)")

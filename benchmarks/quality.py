@@ -39,7 +39,11 @@ LN2 = math.log(2)
 class PlainLSTM(nn.Module):
     def __init__(self, V: int, hidden: int = 256, layers: int = 2, emb: int = 64):
         super().__init__()
-        self.emb, self.lstm, self.out = nn.Embedding(V, emb), nn.LSTM(emb, hidden, layers, batch_first=True), nn.Linear(hidden, V)
+        self.emb, self.lstm, self.out = (
+            nn.Embedding(V, emb),
+            nn.LSTM(emb, hidden, layers, batch_first=True),
+            nn.Linear(hidden, V),
+        )
 
     def forward(self, x, state=None):  # the (x, state) -> (logits, state) form, so evaluate() scores it
         h, state = self.lstm(self.emb(x), state)
@@ -102,8 +106,11 @@ def plot(curves: dict[str, list], path: Path, budget: float) -> None:
     for name, points in curves.items():
         ax.plot([p[0] / 60 for p in points], [p[2] / LN2 for p in points], marker="o", ms=3, label=name)
     ax.axhline(1.45 / LN2, color="grey", ls=":", lw=1, label="target 1.45 nats")
-    ax.set(xlabel="wall-clock minutes", ylabel="validation bits per character",
-           title=f"Tiny Shakespeare, {budget / 60:.0f} min budget, {torch.get_num_threads()} CPU threads")  # fmt: skip
+    ax.set(
+        xlabel="wall-clock minutes",
+        ylabel="validation bits per character",
+        title=f"Tiny Shakespeare, {budget / 60:.0f} min budget, {torch.get_num_threads()} CPU threads",
+    )
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()

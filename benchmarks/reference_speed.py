@@ -20,8 +20,8 @@ import time
 import numpy as np
 
 from charrnn.data.corpus import bundled_corpus
-from charrnn.reference import CharRNN, ModelConfig, clip_grad_norm, make_optimizer
 from charrnn.data.vocab import Vocab
+from charrnn.reference import CharRNN, ModelConfig, clip_grad_norm, make_optimizer
 
 H, T, LR = 100, 25, 0.1
 
@@ -93,8 +93,12 @@ def reference(ids: np.ndarray, V: int, B: int, seconds: float) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=2.0, help="time each row for this long per round (default: 2)")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds over all rows; each row reports its best (default: 3)")
-    parser.add_argument("--batches", type=int, nargs="+", default=[1, 32, 128], help="batch sizes B of the reference engine")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="rounds over all rows; each row reports its best (default: 3)"
+    )
+    parser.add_argument(
+        "--batches", type=int, nargs="+", default=[1, 32, 128], help="batch sizes B of the reference engine"
+    )
     args = parser.parse_args()
     text = bundled_corpus().read_text()
     vocab = Vocab.from_chars(text)
@@ -108,8 +112,10 @@ def main() -> None:
     for _ in range(args.rounds):
         for name, (_, run) in rows.items():
             best[name] = max(best[name], run())
-    print(f"1-layer vanilla RNN, H={H}, V={vocab.size}, T={T}, float64, clipping + Adagrad; "
-          f"best of {args.rounds} rounds of {args.seconds:g} s\n")  # fmt: skip
+    print(
+        f"1-layer vanilla RNN, H={H}, V={vocab.size}, T={T}, float64, clipping + Adagrad; "
+        f"best of {args.rounds} rounds of {args.seconds:g} s\n"
+    )
     print("| engine                         | B   | chars/s  | vs min-char-rnn |")
     print("|--------------------------------|-----|----------|-----------------|")
     base = best["min-char-rnn loop (per char)"]

@@ -33,10 +33,10 @@ import time
 import numpy as np
 import torch
 
-from charrnn.sampling.numpy_stepper import GATES
+from charrnn.data.vocab import Vocab
 from charrnn.engines.model import CharRNN, ModelConfig
 from charrnn.sampling.generate import SampleConfig, pick_stepper, sample
-from charrnn.data.vocab import Vocab
+from charrnn.sampling.numpy_stepper import GATES
 
 V = 65
 
@@ -128,9 +128,11 @@ def main() -> None:
 
     torch.manual_seed(0)
     vocab = Vocab.from_chars([chr(32 + i) for i in range(V - 1)] + ["\n"])
-    print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__} "
-          f"({torch.get_num_threads()} threads), numpy {np.__version__}, "
-          f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'unset')}")  # fmt: skip
+    print(
+        f"# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__} "
+        f"({torch.get_num_threads()} threads), numpy {np.__version__}, "
+        f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'unset')}"
+    )
     print(f"# L={args.layers}, V={V}, E=64, batch 1, temperature 1; best of {args.repeats}")
     print("| cell | H | naive chars/s | charrnn chars/s | ratio | stepper |")
     print("|---|---:|---:|---:|---:|---|")
@@ -144,16 +146,22 @@ def main() -> None:
             print(f"| {cell} | {H} | {naive:,.0f} | {fast:,.0f} | {fast / naive:.1f}x | {name} |", flush=True)
     cell = "lstm" if "lstm" in args.cells else args.cells[0]
     B, peak = args.num_samples, sgemm_peak()
-    print(f"\n# float32 peak of NumPy's BLAS here: {peak / 1e9:.0f} GFLOP/s "
-          f"({PEAK_N}^3 products, best of {PEAK_REPEATS})")
-    print(f"| cell | H | batch 1 chars/s | batch {B} chars/s (total) | ratio | ceiling chars/s "
-          f"| ceiling / batch 1 | batch {B} / ceiling |")  # fmt: skip
+    print(
+        f"\n# float32 peak of NumPy's BLAS here: {peak / 1e9:.0f} GFLOP/s ({PEAK_N}^3 products, best of {PEAK_REPEATS})"
+    )
+    print(
+        f"| cell | H | batch 1 chars/s | batch {B} chars/s (total) | ratio | ceiling chars/s "
+        f"| ceiling / batch 1 | batch {B} / ceiling |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for H in args.hidden:
         r1, rB = batch_rates(models[cell, H], vocab, args)
         ceiling = peak / flops_per_char(cell, H, args.layers)
-        print(f"| {cell} | {H} | {r1:,.0f} | {rB:,.0f} | {rB / r1:.1f}x | {ceiling:,.0f} | {ceiling / r1:.1f}x "
-              f"| {rB / ceiling:.0%} |", flush=True)  # fmt: skip
+        print(
+            f"| {cell} | {H} | {r1:,.0f} | {rB:,.0f} | {rB / r1:.1f}x | {ceiling:,.0f} | {ceiling / r1:.1f}x "
+            f"| {rB / ceiling:.0%} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

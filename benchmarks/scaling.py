@@ -27,12 +27,48 @@ REPO = Path(__file__).resolve().parent.parent
 
 def run(out: Path, args: argparse.Namespace, nproc: int, threads: int) -> float:
     """Train once; rank 0's training chars/s over the logged steps after the first."""
-    cmd = [sys.executable, "-m", "charrnn", "train", "--out", str(out), "--device", args.device, "--quiet",
-           "--cell", args.cell, "--layers", "2", "--hidden-size", str(args.hidden_size), "--embedding-size", "64",
-           "--batch-size", str(args.batch_size), "--seq-len", str(args.seq_len), "--max-steps", str(args.steps),
-           "--max-epochs", "0", "--log-every", str(args.log_every), "--eval-every", str(args.steps + 1),
-           "--eval-chars", "1000", "--threads", str(threads), "--nproc", str(nproc)]  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]), "OMP_NUM_THREADS": str(threads)}
+    cmd = [
+        sys.executable,
+        "-m",
+        "charrnn",
+        "train",
+        "--out",
+        str(out),
+        "--device",
+        args.device,
+        "--quiet",
+        "--cell",
+        args.cell,
+        "--layers",
+        "2",
+        "--hidden-size",
+        str(args.hidden_size),
+        "--embedding-size",
+        "64",
+        "--batch-size",
+        str(args.batch_size),
+        "--seq-len",
+        str(args.seq_len),
+        "--max-steps",
+        str(args.steps),
+        "--max-epochs",
+        "0",
+        "--log-every",
+        str(args.log_every),
+        "--eval-every",
+        str(args.steps + 1),
+        "--eval-chars",
+        "1000",
+        "--threads",
+        str(threads),
+        "--nproc",
+        str(nproc),
+    ]
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+        "OMP_NUM_THREADS": str(threads),
+    }
     subprocess.run(cmd, env=env, check=True, timeout=args.timeout, stderr=subprocess.DEVNULL)
     logs = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     logs = [m for m in logs if "train_loss" in m]
@@ -59,17 +95,21 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         results = [(what, n, t, run(Path(tmp) / f"run{i}", args, n, t)) for i, (what, n, t) in enumerate(rows)]
     base = results[0][3]
-    print(f"\n{args.cell} L=2 H={args.hidden_size}, global batch B={args.batch_size} x T={args.seq_len}, "
-          f"{args.steps} steps on {args.device}; {os.cpu_count()} CPU cores visible\n")  # fmt: skip
+    print(
+        f"\n{args.cell} L=2 H={args.hidden_size}, global batch B={args.batch_size} x T={args.seq_len}, "
+        f"{args.steps} steps on {args.device}; {os.cpu_count()} CPU cores visible\n"
+    )
     print(f"| {'setup':<20} | {'ranks':>5} | {'threads/rank':>12} | {'chars/s':>10} | {'vs plain, 1 thread':>18} |")
     print(f"|{'-' * 22}|{'-' * 7}|{'-' * 14}|{'-' * 12}|{'-' * 20}|")
     for what, n, t, cps in results:
         print(f"| {what:<20} | {max(n, 1):>5} | {t:>12} | {cps:>10,.0f} | {cps / base:>17.2f}x |")
     if cpu:
         load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-        print(f"\nOn CPU, N ranks need N free cores: this machine shows {os.cpu_count()}, with a load average of "
-              f"{load} (1, 5, 15 min) at the end, and other work on it slows every row. Compare N ranks with the "
-              "plain process on N threads: same cores, same batch.")  # fmt: skip
+        print(
+            f"\nOn CPU, N ranks need N free cores: this machine shows {os.cpu_count()}, with a load average of "
+            f"{load} (1, 5, 15 min) at the end, and other work on it slows every row. Compare N ranks with the "
+            "plain process on N threads: same cores, same batch."
+        )
 
 
 if __name__ == "__main__":

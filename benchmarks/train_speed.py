@@ -72,16 +72,25 @@ def plain_seconds_per_step(data: torch.Tensor, V: int, args, hidden: int) -> cal
 
 def charrnn_seconds_per_step(out: str, args, hidden: int) -> callable:
     config = TrainConfig(
-        out=out, model=ModelConfig(cell="lstm", layers=args.layers, hidden_size=hidden, embedding_size=64),
-        batch_size=args.batch_size, seq_len=args.seq_len, max_epochs=0, max_steps=args.warmup,
-        eval_every=10**9, eval_chars=args.batch_size * args.seq_len, quiet=True, device=args.device,
-    )  # fmt: skip
+        out=out,
+        model=ModelConfig(cell="lstm", layers=args.layers, hidden_size=hidden, embedding_size=64),
+        batch_size=args.batch_size,
+        seq_len=args.seq_len,
+        max_epochs=0,
+        max_steps=args.warmup,
+        eval_every=10**9,
+        eval_chars=args.batch_size * args.seq_len,
+        quiet=True,
+        device=args.device,
+    )
     trainer, _ = build_trainer(config)
     trainer.run()  # warm-up, and the first checkpoint
 
     def timed(n: int) -> float:
         nonlocal trainer  # the same parts and run state, with a step limit n steps further
-        later = Trainer(dataclasses.replace(trainer.config, max_steps=trainer.step + n), trainer.parts, trainer.run_state)
+        later = Trainer(
+            dataclasses.replace(trainer.config, max_steps=trainer.step + n), trainer.parts, trainer.run_state
+        )
         later.hidden, trainer = trainer.hidden, later
         t = time.perf_counter()
         trainer.run()  # ends with one evaluation (B*T chars) and a checkpoint save: time them apart
@@ -124,13 +133,18 @@ def main() -> None:
         rows.append((f"LSTM {args.layers}x{hidden}", c_plain, c_ours))
         print(f"  {rows[-1][0]}: plain {c_plain:,.0f} chars/s, charrnn {c_ours:,.0f} chars/s", flush=True)
 
-    print(f"\nTraining speed on {args.device}, B={args.batch_size}, T={args.seq_len}, "
-          f"{torch.get_num_threads()} threads, "
-          f"median of {args.rounds} rounds x {args.steps} steps")  # fmt: skip
+    print(
+        f"\nTraining speed on {args.device}, B={args.batch_size}, T={args.seq_len}, "
+        f"{torch.get_num_threads()} threads, "
+        f"median of {args.rounds} rounds x {args.steps} steps"
+    )
     print("| model | plain loop chars/s | charrnn chars/s | charrnn / plain | overhead |")
     print("|---|---:|---:|---:|---:|")
     for name, c_plain, c_ours in rows:
-        print(f"| {name} | {c_plain:,.0f} | {c_ours:,.0f} | {c_ours / c_plain:.3f} | {100 * (c_plain / c_ours - 1):+.1f}% |")
+        print(
+            f"| {name} | {c_plain:,.0f} | {c_ours:,.0f} | {c_ours / c_plain:.3f} "
+            f"| {100 * (c_plain / c_ours - 1):+.1f}% |"
+        )
 
 
 if __name__ == "__main__":

@@ -20,16 +20,27 @@ from charrnn.errors import CharRNNError
 __version__ = "0.1.0"
 
 _API = {
-    "load_model": "charrnn.checkpoint", "DataConfig": "charrnn.data.corpus", "load_corpus": "charrnn.data.corpus",
-    "EvalConfig": "charrnn.evaluation", "eval_run": "charrnn.evaluation", "evaluate": "charrnn.evaluation",
-    "CharRNN": "charrnn.engines.model", "ModelConfig": "charrnn.engines.model",
-    "SampleConfig": "charrnn.sampling.generate", "generate": "charrnn.sampling.generate",
+    "load_model": "charrnn.checkpoint",
+    "DataConfig": "charrnn.data.corpus",
+    "load_corpus": "charrnn.data.corpus",
+    "EvalConfig": "charrnn.evaluation",
+    "eval_run": "charrnn.evaluation",
+    "evaluate": "charrnn.evaluation",
+    "CharRNN": "charrnn.engines.model",
+    "ModelConfig": "charrnn.engines.model",
+    "SampleConfig": "charrnn.sampling.generate",
+    "generate": "charrnn.sampling.generate",
     "sample": "charrnn.sampling.generate",
-    "TrainConfig": "charrnn.training.config", "Trainer": "charrnn.training.trainer",
-    "train": "charrnn.training.trainer", "Vocab": "charrnn.data.vocab", "beam_search": "charrnn.sampling.beam",
-    "index_for_run": "charrnn.sampling.novelty", "NoveltyIndex": "charrnn.sampling.novelty",
-    "ItemSet": "charrnn.sampling.novelty", "interactive": "charrnn.sampling.interactive",
-}  # fmt: skip
+    "TrainConfig": "charrnn.training.config",
+    "Trainer": "charrnn.training.trainer",
+    "train": "charrnn.training.trainer",
+    "Vocab": "charrnn.data.vocab",
+    "beam_search": "charrnn.sampling.beam",
+    "index_for_run": "charrnn.sampling.novelty",
+    "NoveltyIndex": "charrnn.sampling.novelty",
+    "ItemSet": "charrnn.sampling.novelty",
+    "interactive": "charrnn.sampling.interactive",
+}
 
 __all__ = ["CharRNNError", *_API]
 

@@ -167,9 +167,11 @@ def resolve(path: str | Path, which: str = "best") -> Path:
     if not path.exists():
         raise CharRNNError(f"no such run folder or checkpoint: {path}")
     if which == "last" and (path / "best" / META).exists():
-        raise CharRNNError(f"{path} has best/ but no last/ (the run stopped before its first complete save): sample or "
-                           "eval it with --checkpoint best; --resume has nothing to continue, so to train, run the same "
-                           "command without --resume to start again")  # fmt: skip
+        raise CharRNNError(
+            f"{path} has best/ but no last/ (the run stopped before its first complete save): sample or "
+            "eval it with --checkpoint best; --resume has nothing to continue, so to train, run the same "
+            "command without --resume to start again"
+        )
     raise CharRNNError(f"{path} holds no checkpoint (looked for {' or '.join(order)}/{META}); train first")
 
 
@@ -287,7 +289,7 @@ def intact(folder: str | Path) -> bool:
     folder = Path(folder)
     try:
         meta = _read_meta(folder)
-        for name in (meta.get("files") or {WEIGHTS: None}):
+        for name in meta.get("files") or {WEIGHTS: None}:
             data = _read_file(folder, name, meta)
             if name == WEIGHTS:
                 _parse_weights(folder / name, data, numpy=True)
@@ -323,8 +325,11 @@ def load_trainer_state(folder: Path) -> dict:
     try:
         return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
-        raise _Damaged(folder / TRAINER, "it holds objects other than tensors, numbers and dicts, so it was refused "
-                                         "without running them; it was not written by charrnn") from None  # fmt: skip
+        raise _Damaged(
+            folder / TRAINER,
+            "it holds objects other than tensors, numbers and dicts, so it was refused "
+            "without running them; it was not written by charrnn",
+        ) from None
     except (RuntimeError, EOFError, ValueError) as e:
         raise _Damaged(folder / TRAINER, f"not a valid PyTorch file: {str(e).splitlines()[0][:120]}") from None
 
@@ -350,8 +355,9 @@ def load_model(path: str | Path, which: str = "best", device: str | torch.device
         config = ModelConfig.from_json(meta["model"])
         model = CharRNN(config)
     except (KeyError, TypeError, ValueError) as e:
-        raise CharRNNError(f"{folder / META} is damaged (its model config cannot be read: {type(e).__name__} {e})"
-                           f"{_advice(folder)}") from None  # fmt: skip
+        raise CharRNNError(
+            f"{folder / META} is damaged (its model config cannot be read: {type(e).__name__} {e}){_advice(folder)}"
+        ) from None
     _load_into(folder, model, meta)
     model.to(device).eval()
     return model, Vocab.from_json(meta["vocab"]), meta
@@ -361,14 +367,17 @@ def load_model(path: str | Path, which: str = "best", device: str | torch.device
 class LoadConfig(Checked):
     """Which model to load, and where to run it: the flags that sample, eval, viz and serve share."""
 
-    run: str = knob(REQUIRED, 'a run folder (its best checkpoint) or a checkpoint folder', positional=True,
-                    nonempty=True)  # fmt: skip
-    checkpoint: str = knob("best", 'which checkpoint of a run folder', choices=("best", "last"))
-    device: str = knob("cpu", 'where to run the model: cpu, cuda, cuda:N or mps',
-                       pattern=(r"cpu|mps|cuda(:[0-9]+)?", "cpu, cuda, cuda:N or mps"))  # fmt: skip
+    run: str = knob(
+        REQUIRED, "a run folder (its best checkpoint) or a checkpoint folder", positional=True, nonempty=True
+    )
+    checkpoint: str = knob("best", "which checkpoint of a run folder", choices=("best", "last"))
+    device: str = knob(
+        "cpu",
+        "where to run the model: cpu, cuda, cuda:N or mps",
+        pattern=(r"cpu|mps|cuda(:[0-9]+)?", "cpu, cuda, cuda:N or mps"),
+    )
 
     def load(self):
         """(model, vocab, meta), after checking these knobs."""
         self.check()
         return load_model(self.run, self.checkpoint, self.device)
-

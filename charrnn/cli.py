@@ -24,9 +24,12 @@ DESCRIPTION = "Character-level RNN, LSTM and GRU language models: train on any t
 class TrainStart(knobs.Checked):
     """The flags of `charrnn train` that say how to start, not what the run is."""
 
-    preset: str | None = knob(None, "start from a preset's settings (charrnn/presets/NAME.json); "
-                                    "flags given override it", choices=knobs.preset_names)  # fmt: skip
-    resume: bool = knob(False, 'continue the run in --out from its last checkpoint')
+    preset: str | None = knob(
+        None,
+        "start from a preset's settings (charrnn/presets/NAME.json); flags given override it",
+        choices=knobs.preset_names,
+    )
+    resume: bool = knob(False, "continue the run in --out from its last checkpoint")
 
 
 class Parser(argparse.ArgumentParser):
@@ -39,41 +42,82 @@ class Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     from charrnn.checkpoint import LoadConfig
     from charrnn.evaluation import EvalConfig
+    from charrnn.export.card import CardConfig
+    from charrnn.export.common import ExportConfig
     from charrnn.inspection.plot import PlotConfig
     from charrnn.inspection.serve import ServeConfig
     from charrnn.inspection.viz import VizConfig
     from charrnn.reference.hello import HelloConfig
     from charrnn.sampling.generate import SampleConfig
     from charrnn.training.config import TrainConfig
-    from charrnn.export.card import CardConfig
-    from charrnn.export.common import ExportConfig
 
     parser = Parser(prog="charrnn", description=DESCRIPTION)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands = [
-        ("train", "train a model on a text", "Train a model; the run folder --out gets checkpoints and metrics.",
-         [TrainStart, TrainConfig]),
-        ("sample", "generate text from a trained model", "Generate text from a run folder or checkpoint.",
-         [LoadConfig, SampleConfig]),
-        ("eval", "score a text: loss, bits per character, perplexity", "Score a text with a trained model.",
-         [LoadConfig, EvalConfig]),
-        ("hello", 'the article\'s "hello" example, in the NumPy reference engine',
-         'Train a tiny vanilla RNN to predict "ello" from "hell" and print its scores before and after.',
-         [HelloConfig]),
-        ("viz", "an HTML report of neuron activations and predictions on a text",
-         ("Write one self-contained HTML file: the text coloured by a neuron's activation, "
-          "neurons ranked, and the model's top-5 guesses at every character."), [LoadConfig, VizConfig]),
-        ("plot", "a PNG of training and validation loss curves",
-         "Plot bits per character against step and against training time, from metrics.jsonl.", [PlotConfig]),
-        ("serve", "a local web playground: generate, inspect predictions and neurons",
-         "Serve a web page that generates text as you watch and shows what the model saw.", [LoadConfig, ServeConfig]),
-        ("export", "share a model: an HTML page that writes in any browser, or an ONNX graph",
-         ("Write a run's model as one self-contained HTML page (no server, no CDN) and/or as an ONNX step graph "
-          "with its vocabulary inside; or verify such a file (--verify)."), [ExportConfig]),
-        ("card", "write a model card (README.md, loss.png) into a run folder",
-         ("Write README.md into the run folder: training data and its SHA-256, config and budget, measured loss, "
-          "bpc and speed, the loss curve, three samples, how to use it."), [LoadConfig, CardConfig]),
-    ]  # fmt: skip
+        (
+            "train",
+            "train a model on a text",
+            "Train a model; the run folder --out gets checkpoints and metrics.",
+            [TrainStart, TrainConfig],
+        ),
+        (
+            "sample",
+            "generate text from a trained model",
+            "Generate text from a run folder or checkpoint.",
+            [LoadConfig, SampleConfig],
+        ),
+        (
+            "eval",
+            "score a text: loss, bits per character, perplexity",
+            "Score a text with a trained model.",
+            [LoadConfig, EvalConfig],
+        ),
+        (
+            "hello",
+            'the article\'s "hello" example, in the NumPy reference engine',
+            'Train a tiny vanilla RNN to predict "ello" from "hell" and print its scores before and after.',
+            [HelloConfig],
+        ),
+        (
+            "viz",
+            "an HTML report of neuron activations and predictions on a text",
+            (
+                "Write one self-contained HTML file: the text coloured by a neuron's activation, "
+                "neurons ranked, and the model's top-5 guesses at every character."
+            ),
+            [LoadConfig, VizConfig],
+        ),
+        (
+            "plot",
+            "a PNG of training and validation loss curves",
+            "Plot bits per character against step and against training time, from metrics.jsonl.",
+            [PlotConfig],
+        ),
+        (
+            "serve",
+            "a local web playground: generate, inspect predictions and neurons",
+            "Serve a web page that generates text as you watch and shows what the model saw.",
+            [LoadConfig, ServeConfig],
+        ),
+        (
+            "export",
+            "share a model: an HTML page that writes in any browser, or an ONNX graph",
+            (
+                "Write a run's model as one self-contained HTML page (no server, no CDN) and/or as an ONNX step graph "
+                "with its vocabulary inside; or verify such a file (--verify)."
+            ),
+            [ExportConfig],
+        ),
+        (
+            "card",
+            "write a model card (README.md, loss.png) into a run folder",
+            (
+                "Write README.md into the run folder: training data and its SHA-256, config and budget, measured loss, "
+                "bpc and speed, the loss curve, three samples, how to use it."
+            ),
+            [LoadConfig, CardConfig],
+        ),
+    ]
     for name, help_, description, configs in commands:
         p = sub.add_parser(name, help=help_, description=description)
         for cls in configs:
@@ -111,10 +155,17 @@ def cmd_train(args, argv: list[str]) -> int:
         return 0
     if result.interrupted:
         how = " --nproc N (any N that divides --batch-size)" if launched() else ""
-        print(f"Stopped at step {result.step}; saved {result.out / 'last'}. "
-              f"Resume with: charrnn train --out {result.out} --resume{how}", file=sys.stderr)  # fmt: skip
+        print(
+            f"Stopped at step {result.step}; saved {result.out / 'last'}. "
+            f"Resume with: charrnn train --out {result.out} --resume{how}",
+            file=sys.stderr,
+        )
         return 0
-    val = f", validation loss {result.val_loss:.4f} nats ({result.val_loss / math.log(2):.4f} bpc)" if result.val_loss else ""
+    val = (
+        f", validation loss {result.val_loss:.4f} nats ({result.val_loss / math.log(2):.4f} bpc)"
+        if result.val_loss
+        else ""
+    )
     print(f"Trained {result.step} steps{val}. Sample with: charrnn sample {result.out}", file=sys.stderr)
     return 0
 
@@ -186,7 +237,9 @@ def cmd_eval(args) -> int:
     print(f"perplexity  {r.perplexity:.4f}")
     print(f"characters  {r.chars:,} scored")
     if r.items:
-        print(f"items       {r.items:,} scored, {r.loss_per_item:.4f} nats/item (each item's end counts as a character)")
+        print(
+            f"items       {r.items:,} scored, {r.loss_per_item:.4f} nats/item (each item's end counts as a character)"
+        )
     if r.unknown:
         shown = ", ".join(f"{ch!r} x{n}" for ch, n in sorted(r.unknown.items(), key=lambda kv: -kv[1])[:20])
         print(f"unknown     {r.unknown_count:,} characters outside the vocabulary, not scored: {shown}")
@@ -247,7 +300,9 @@ def cmd_export(args) -> int:
         from charrnn.export.onnx_export import export_onnx
 
         out = export_onnx(config.run, config.onnx, config.checkpoint)
-        print(f"Wrote {out} ({out.stat().st_size / 1e6:.2f} MB); see examples/onnx_sample.py to run it.", file=sys.stderr)
+        print(
+            f"Wrote {out} ({out.stat().st_size / 1e6:.2f} MB); see examples/onnx_sample.py to run it.", file=sys.stderr
+        )
     return 0
 
 
@@ -287,8 +342,17 @@ def reference_markdown() -> str:
     return "\n".join(lines)
 
 
-COMMANDS = {"train": cmd_train, "sample": cmd_sample, "eval": cmd_eval, "hello": cmd_hello,
-            "viz": cmd_viz, "plot": cmd_plot, "serve": cmd_serve, "export": cmd_export, "card": cmd_card}  # fmt: skip
+COMMANDS = {
+    "train": cmd_train,
+    "sample": cmd_sample,
+    "eval": cmd_eval,
+    "hello": cmd_hello,
+    "viz": cmd_viz,
+    "plot": cmd_plot,
+    "serve": cmd_serve,
+    "export": cmd_export,
+    "card": cmd_card,
+}
 
 
 class Terminated(BaseException):

@@ -22,8 +22,9 @@ from charrnn.tasks import IGNORE
 from charrnn.training.config import TrainConfig
 
 
-def score(engine, ids: np.ndarray, batch_size: int, seq_len: int, max_chars: int = 0,
-          shard: tuple[int, int] = (0, 1)) -> tuple[float, int]:  # fmt: skip
+def score(
+    engine, ids: np.ndarray, batch_size: int, seq_len: int, max_chars: int = 0, shard: tuple[int, int] = (0, 1)
+) -> tuple[float, int]:
     """Summed cross-entropy (nats) over (the first max_chars + 1 of) `ids`, and how many
     characters were scored: all but the first, which has nothing to be predicted from.
 
@@ -45,8 +46,9 @@ def score(engine, ids: np.ndarray, batch_size: int, seq_len: int, max_chars: int
     return total, count
 
 
-def score_items(engine, items: Items, batch_size: int, seq_len: int, end_id: int,
-                shard: tuple[int, int] = (0, 1)) -> tuple[float, int, int]:  # fmt: skip
+def score_items(
+    engine, items: Items, batch_size: int, seq_len: int, end_id: int, shard: tuple[int, int] = (0, 1)
+) -> tuple[float, int, int]:
     """Summed cross-entropy (nats) over whole items, each read from a zero state, its end
     symbol included (data/items.py); the characters scored (end symbols counted) and the
     items. shard (k, K): the k-th of K near-equal parts of the batches."""
@@ -86,11 +88,20 @@ class EvalResult:
 class EvalConfig(Checked):
     """What `charrnn eval` reads and how: --batch-size and --seq-len are train's knobs (the same streams and chunks)."""
 
-    data: str = knob(REQUIRED, 'the text to read: a file, a folder or a glob', nonempty=True)
-    batch_size: int = like(TrainConfig, "batch_size", 32, why="fewer than train's: each stream starts from a zero "
-                           "state, so fewer streams score more characters in context")  # fmt: skip
-    seq_len: int = like(TrainConfig, "seq_len", 256, why="longer than train's: the state carries across chunks, "
-                        "so this changes only speed and memory")  # fmt: skip
+    data: str = knob(REQUIRED, "the text to read: a file, a folder or a glob", nonempty=True)
+    batch_size: int = like(
+        TrainConfig,
+        "batch_size",
+        32,
+        why="fewer than train's: each stream starts from a zero "
+        "state, so fewer streams score more characters in context",
+    )
+    seq_len: int = like(
+        TrainConfig,
+        "seq_len",
+        256,
+        why="longer than train's: the state carries across chunks, so this changes only speed and memory",
+    )
     cache_dir: str | None = like(DataConfig, "cache_dir")
 
 

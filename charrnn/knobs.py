@@ -105,12 +105,21 @@ class Knob:
         return None
 
     def _outside(self, value) -> bool:
-        return ((self.ge is not None and value < self.ge) or (self.gt is not None and value <= self.gt)
-                or (self.le is not None and value > self.le) or (self.lt is not None and value >= self.lt))  # fmt: skip
+        return (
+            (self.ge is not None and value < self.ge)
+            or (self.gt is not None and value <= self.gt)
+            or (self.le is not None and value > self.le)
+            or (self.lt is not None and value >= self.lt)
+        )
 
 
-_KIND_WORDS = {"int": "an integer", "float": "a number", "str": "a string", "bool": "true or false",
-               "list[str]": "a list of strings"}  # fmt: skip
+_KIND_WORDS = {
+    "int": "an integer",
+    "float": "a number",
+    "str": "a string",
+    "bool": "true or false",
+    "list[str]": "a list of strings",
+}
 _FLAG_TYPES = {"int": int, "float": float, "str": str, "list[str]": str}
 
 
@@ -252,21 +261,31 @@ def add_flags(parser: argparse.ArgumentParser, cls, skip: tuple[str, ...] = ()) 
             optional = not (f.default is REQUIRED and f.default_factory is REQUIRED)  # RUN or nothing: nargs "?"
             nargs = "+" if k == "list[str]" else "?" if optional else None
             extra = {"default": argparse.SUPPRESS} if optional else {}
-            action = parser.add_argument(f.name, type=str, nargs=nargs, metavar=declaration.metavar or f.name.upper(),
-                                         help=help_, **extra)  # fmt: skip
+            action = parser.add_argument(
+                f.name, type=str, nargs=nargs, metavar=declaration.metavar or f.name.upper(), help=help_, **extra
+            )
         else:
             choices = declaration.allowed()
-            action = parser.add_argument(name, type=_FLAG_TYPES[k], choices=choices, default=argparse.SUPPRESS,
-                                         required=f.default is REQUIRED and f.default_factory is REQUIRED,
-                                         metavar=None if choices else f.name.upper(), help=help_)  # fmt: skip
+            action = parser.add_argument(
+                name,
+                type=_FLAG_TYPES[k],
+                choices=choices,
+                default=argparse.SUPPRESS,
+                required=f.default is REQUIRED and f.default_factory is REQUIRED,
+                metavar=None if choices else f.name.upper(),
+                help=help_,
+            )
         action.knob, action.kind = declaration, k
 
 
 def from_args(cls, args: argparse.Namespace):
     """A `cls` holding the knobs the user gave (argparse leaves out the others, see add_flags)."""
     values = vars(args)
-    required = {f.name: values[f.name] for f in dataclasses.fields(cls)
-                if f.default is REQUIRED and f.default_factory is REQUIRED}  # fmt: skip
+    required = {
+        f.name: values[f.name]
+        for f in dataclasses.fields(cls)
+        if f.default is REQUIRED and f.default_factory is REQUIRED
+    }
     config = cls(**required)
     apply(config, values)
     return config

@@ -52,5 +52,7 @@ def get_task(name: str | None) -> Task:
     if name is None:
         return NEXT_CHAR
     if name not in TASKS:
-        raise CharRNNError(f"unknown task {name!r}: this charrnn knows {', '.join(TASKS)}; upgrade charrnn to use this model")
+        raise CharRNNError(
+            f"unknown task {name!r}: this charrnn knows {', '.join(TASKS)}; upgrade charrnn to use this model"
+        )
     return TASKS[name]

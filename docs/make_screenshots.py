@@ -23,20 +23,40 @@ from charrnn.checkpoint import has_checkpoint, load_model
 from charrnn.data.corpus import bundled_corpus
 from charrnn.inspection.plot import plot_runs
 from charrnn.inspection.serve import BackgroundServer, ServeConfig, create_app
+from charrnn.inspection.viz import build_report
 from charrnn.training.config import TrainConfig
 from charrnn.training.trainer import train
-from charrnn.inspection.viz import build_report
 
 ROOT = Path(__file__).resolve().parent.parent
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 # Smaller than the tiny preset, so that a couple of minutes on a busy CPU buy
 # hundreds of steps: enough for Shakespeare-like lines and neurons worth showing.
-SHOTS_MODEL = {"cell": "lstm", "layers": 2, "hidden_size": 128, "embedding_size": 32, "batch_size": 32,
-               "seq_len": 64, "lr": 0.004, "lr_schedule": "cosine", "warmup_steps": 20, "max_epochs": 0,
-               "eval_every": 100, "eval_chars": 50_000, "log_every": 10}  # fmt: skip
+SHOTS_MODEL = {
+    "cell": "lstm",
+    "layers": 2,
+    "hidden_size": 128,
+    "embedding_size": 32,
+    "batch_size": 32,
+    "seq_len": 64,
+    "lr": 0.004,
+    "lr_schedule": "cosine",
+    "warmup_steps": 20,
+    "max_epochs": 0,
+    "eval_every": 100,
+    "eval_chars": 50_000,
+    "log_every": 10,
+}
 
 
 def ensure_run(run: Path, seconds: float) -> None:
@@ -82,7 +102,9 @@ def shoot_playground(browser, run: Path, out: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--run", default=str(ROOT / "runs" / "screenshots"), help="run folder; trained first if it has no checkpoint")
+    parser.add_argument(
+        "--run", default=str(ROOT / "runs" / "screenshots"), help="run folder; trained first if it has no checkpoint"
+    )
     parser.add_argument("--train-seconds", type=float, default=180, help="training time when the run must be trained")
     parser.add_argument("--out", default=str(ROOT / "docs" / "img"), help="folder for the PNGs")
     args = parser.parse_args()

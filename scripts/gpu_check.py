@@ -92,9 +92,18 @@ def sample_bench(args) -> list[dict]:
                 x = rng.integers(0, vocab.size, B)
                 gap = max(gap, float(np.abs(ref.step(x) - fast.step(x)).max()))
             chars = B * length
-            rows.append({"model": name, "B": B, "fast": Fast.__name__, "ref_cps": chars / best["ref"],
-                         "fast_cps": chars / best["fast"], "same_text": texts["ref"] == texts["fast"],
-                         "max_logit_diff": gap, "chars": chars})  # fmt: skip
+            rows.append(
+                {
+                    "model": name,
+                    "B": B,
+                    "fast": Fast.__name__,
+                    "ref_cps": chars / best["ref"],
+                    "fast_cps": chars / best["fast"],
+                    "same_text": texts["ref"] == texts["fast"],
+                    "max_logit_diff": gap,
+                    "chars": chars,
+                }
+            )
             print(json.dumps(rows[-1]), flush=True)
     return rows
 
@@ -109,8 +118,12 @@ class Check:
         self.dry, self.out, self.deadline = dry, out, time.monotonic() + budget
         self.device = "cpu" if dry else "cuda"
         self.work = Path(tempfile.mkdtemp(prefix="gpu_check_"))
-        self.env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1",
-                    "CHARRNN_CACHE": str(self.work / "cache")}  # fmt: skip
+        self.env = {
+            **os.environ,
+            "PYTHONPATH": str(ROOT),
+            "PYTHONUNBUFFERED": "1",
+            "CHARRNN_CACHE": str(self.work / "cache"),
+        }
         self.facts: list[tuple[str, str]] = []
         self.rows: list[tuple[str, str, str, str, float]] = []
         self.extra: list[str] = []  # sub-tables under the main one
@@ -125,8 +138,15 @@ class Check:
         print(f"[gpu_check] {name} (limit {limit} s)", flush=True)
         t = time.monotonic()
         try:
-            p = subprocess.run(["timeout", "-k", "10", str(limit), *cmd], cwd=ROOT, env=env or self.env,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace")
+            p = subprocess.run(
+                ["timeout", "-k", "10", str(limit), *cmd],
+                cwd=ROOT,
+                env=env or self.env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                errors="replace",
+            )
             rc, text = p.returncode, p.stdout
         except OSError as e:
             rc, text = 127, f"could not start: {e}"
@@ -143,8 +163,11 @@ class Check:
 
     def table(self) -> str:
         lines = ["# charrnn GPU check" + (" (CPU DRY RUN: not GPU figures)" if self.dry else ""), ""]
-        lines += [f"- **{k}**: {v}" for k, v in self.facts] + ["", "| step | result | figures | command | s |",
-                                                              "|---|---|---|---|---:|"]  # fmt: skip
+        lines += [f"- **{k}**: {v}" for k, v in self.facts] + [
+            "",
+            "| step | result | figures | command | s |",
+            "|---|---|---|---|---:|",
+        ]
         lines += [f"| {s} | {r} | {f} | `{c}` | {t:.0f} |" for s, r, f, c, t in self.rows]
         return "\n".join(lines + [""] + self.extra) + "\n"
 
@@ -170,9 +193,11 @@ def step_facts(c: Check) -> None:
     c.facts.append(("nvidia-smi -L", out(["nvidia-smi", "-L"]).replace("\n", "; ") or "no output"))
     q = out(["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"])
     c.facts.append(("GPU (name, driver, memory)", q.replace("\n", "; ") or "none"))
-    probe = ("import torch, json; c = torch.cuda.is_available(); print(json.dumps([torch.__version__, "
-             "torch.version.cuda, torch.backends.cudnn.version(), c, torch.cuda.get_device_name(0) if c else None, "
-             "torch.cuda.get_device_properties(0).multi_processor_count if c else None]))")  # fmt: skip
+    probe = (
+        "import torch, json; c = torch.cuda.is_available(); print(json.dumps([torch.__version__, "
+        "torch.version.cuda, torch.backends.cudnn.version(), c, torch.cuda.get_device_name(0) if c else None, "
+        "torch.cuda.get_device_properties(0).multi_processor_count if c else None]))"
+    )
     torch_info = out([sys.executable, "-c", probe])
     try:
         version, cuda, cudnn, available, name, sms = json.loads(torch_info.splitlines()[-1])
@@ -183,16 +208,22 @@ def step_facts(c: Check) -> None:
     cpu = dict(re.findall(r"^([^:\n]+):\s*(.+)$", out(["lscpu"]), re.M))
     meminfo = Path("/proc/meminfo")
     mem = re.search(r"MemTotal:\s+(\d+) kB", meminfo.read_text()) if meminfo.exists() else None
-    c.facts.append(("CPU", f"{cpu.get('Model name', platform.processor() or '?')}, {os.cpu_count()} logical CPUs"
-                           + (f", {int(mem.group(1)) / 2**20:.0f} GiB RAM" if mem else "")))  # fmt: skip
+    c.facts.append(
+        (
+            "CPU",
+            f"{cpu.get('Model name', platform.processor() or '?')}, {os.cpu_count()} logical CPUs"
+            + (f", {int(mem.group(1)) / 2**20:.0f} GiB RAM" if mem else ""),
+        )
+    )
     c.facts.append(("system", f"Python {platform.python_version()}, {platform.platform()}"))
     c.write()
 
 
 def step_tests(c: Check) -> None:
     # The CUDA-only tests: every test file that skips without CUDA (grep -l 'cuda.is_available' tests/).
-    files = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "tests").glob("test_*.py")
-                   if "cuda.is_available()" in p.read_text())  # fmt: skip
+    files = sorted(
+        str(p.relative_to(ROOT)) for p in (ROOT / "tests").glob("test_*.py") if "cuda.is_available()" in p.read_text()
+    )
     cmd = [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", *files]
     rc, text, s = c.run("CUDA tests", cmd, 90)
     summary = ([ln for ln in text.splitlines() if re.search(r"\d+ (passed|failed|skipped|error)", ln)] or [""])[-1]
@@ -214,40 +245,79 @@ def run_summary(run: Path) -> dict:
     best = json.loads((run / "best" / "checkpoint.json").read_text())
     cfg = best["train"]
     nats = best["metrics"]["best_val_loss"]
-    return {"steps": train[-1]["step"], "time": train[-1]["time"],
-            "mean_cps": train[-1]["step"] * cfg["batch_size"] * cfg["seq_len"] / train[-1]["time"],
-            "median_cps": statistics.median(r["chars_per_sec"] for r in train[1:] or train),
-            "nats": nats, "bpc": nats / math.log(2), "model": best["model"], "B": cfg["batch_size"],
-            "T": cfg["seq_len"], "best_step": best["step"], "epochs": train[-1]["epoch"],
-            "last_val": val[-1]["val_loss"] if val else math.nan}  # fmt: skip
+    return {
+        "steps": train[-1]["step"],
+        "time": train[-1]["time"],
+        "mean_cps": train[-1]["step"] * cfg["batch_size"] * cfg["seq_len"] / train[-1]["time"],
+        "median_cps": statistics.median(r["chars_per_sec"] for r in train[1:] or train),
+        "nats": nats,
+        "bpc": nats / math.log(2),
+        "model": best["model"],
+        "B": cfg["batch_size"],
+        "T": cfg["seq_len"],
+        "best_step": best["step"],
+        "epochs": train[-1]["epoch"],
+        "last_val": val[-1]["val_loss"] if val else math.nan,
+    }
 
 
 def step_train_large(c: Check) -> None:
     run = c.work / "large"
     seconds = 6 if c.dry else LARGE_SECONDS
-    args = ["train", "--preset", "large", "--device", c.device, "--max-time", str(seconds), "--out", str(run),
-            "--quiet"]  # fmt: skip
+    args = [
+        "train",
+        "--preset",
+        "large",
+        "--device",
+        c.device,
+        "--max-time",
+        str(seconds),
+        "--out",
+        str(run),
+        "--quiet",
+    ]
     if c.dry:  # the large model would take minutes per step on a CPU
         args += ["--hidden-size", "32", "--batch-size", "8", "--eval-every", "20"]
     rc, text, s = c.run("train large", [sys.executable, "-m", "charrnn", *args], seconds + 90)
     try:
         r = run_summary(run)
         m = r["model"]
-        figures = (f"{m['layers']}x{m['hidden_size']} {m['cell']}, B={r['B']}, T={r['T']}: {r['steps']} steps in "
-                   f"{r['time']:.0f} s, {r['mean_cps']:,.0f} chars/s mean ({r['median_cps']:,.0f} median of the logged "
-                   f"windows), {r['epochs']:.1f} epochs; best/ validation loss {r['nats']:.4f} nats = "
-                   f"{r['bpc']:.4f} bpc at step {r['best_step']}; last validation {r['last_val']:.4f}")  # fmt: skip
+        figures = (
+            f"{m['layers']}x{m['hidden_size']} {m['cell']}, B={r['B']}, T={r['T']}: {r['steps']} steps in "
+            f"{r['time']:.0f} s, {r['mean_cps']:,.0f} chars/s mean ({r['median_cps']:,.0f} median of the logged "
+            f"windows), {r['epochs']:.1f} epochs; best/ validation loss {r['nats']:.4f} nats = "
+            f"{r['bpc']:.4f} bpc at step {r['best_step']}; last validation {r['last_val']:.4f}"
+        )
         shutil.copy(run / "metrics.jsonl", c.out / "large_metrics.jsonl")
     except (OSError, ValueError, KeyError, IndexError) as e:
         figures = f"no run summary ({e.__class__.__name__}: {e})"
-    c.add("train --preset large (3 min)", "PASS" if rc == 0 else failure(rc, text), figures,
-          "charrnn " + " ".join(args).replace(str(run), "RUN"), s)  # fmt: skip
+    c.add(
+        "train --preset large (3 min)",
+        "PASS" if rc == 0 else failure(rc, text),
+        figures,
+        "charrnn " + " ".join(args).replace(str(run), "RUN"),
+        s,
+    )
 
 
 def step_ddp(c: Check) -> None:
     run = c.work / "ddp"
-    args = ["train", "--nproc", "1", "--device", c.device, "--preset", "tiny", "--max-steps", "50",
-            "--eval-every", "25", "--out", str(run), "--quiet"]  # fmt: skip
+    args = [
+        "train",
+        "--nproc",
+        "1",
+        "--device",
+        c.device,
+        "--preset",
+        "tiny",
+        "--max-steps",
+        "50",
+        "--eval-every",
+        "25",
+        "--out",
+        str(run),
+        "--quiet",
+    ]
     if c.dry:
         args += ["--hidden-size", "32"]
     env = {**c.env, "NCCL_DEBUG": "INFO"}  # proves NCCL came up: its INFO lines appear in the log
@@ -258,13 +328,27 @@ def step_ddp(c: Check) -> None:
     backend = nccl.group(0) if nccl else ("no NCCL lines" if c.device == "cuda" else "gloo (CPU)")
     ok = rc == 0 and saved == ["last", "best"] and step == 50
     figures = f"saved: {', '.join(saved) or 'nothing'}; last/ at step {step}; {backend}"
-    c.add("train --nproc 1 (DDP, 1 rank)", "PASS" if ok else (failure(rc, text) if rc else "FAIL (see figures)"),
-          figures, "charrnn " + " ".join(args).replace(str(run), "RUN"), s)  # fmt: skip
+    c.add(
+        "train --nproc 1 (DDP, 1 rank)",
+        "PASS" if ok else (failure(rc, text) if rc else "FAIL (see figures)"),
+        figures,
+        "charrnn " + " ".join(args).replace(str(run), "RUN"),
+        s,
+    )
 
 
 def step_sample(c: Check, large: Path) -> None:
-    cmd = [sys.executable, str(ROOT / "scripts/gpu_check.py"), "sample", "--device", c.device, "--checkpoint",
-           str(large), "--json", str(c.out / "sample_speed.json")]  # fmt: skip
+    cmd = [
+        sys.executable,
+        str(ROOT / "scripts/gpu_check.py"),
+        "sample",
+        "--device",
+        c.device,
+        "--checkpoint",
+        str(large),
+        "--json",
+        str(c.out / "sample_speed.json"),
+    ]
     if c.dry:
         cmd += ["--length", "200", "--repeats", "1", "--large-hidden", "64"]
     rc, text, s = c.run("sampling", cmd, 120)
@@ -274,39 +358,63 @@ def step_sample(c: Check, large: Path) -> None:
         rows = []
     if rows:
         fast = rows[0]["fast"]
-        c.extra += [f"Sampling on {c.device}, temperature 1, best of the timed runs (chars/s = B x length / seconds):",
-                    "", f"| model | B | TorchStepper chars/s | {fast} chars/s | speed-up | same text, same seed | "
-                    "max abs logit diff |", "|---|---:|---:|---:|---:|---|---:|"]  # fmt: skip
-        c.extra += [f"| {r['model']} | {r['B']} | {r['ref_cps']:,.0f} | {r['fast_cps']:,.0f} | "
-                    f"{r['fast_cps'] / r['ref_cps']:.2f}x | {'yes' if r['same_text'] else 'NO'} | "
-                    f"{r['max_logit_diff']:.2e} |" for r in rows] + [""]  # fmt: skip
+        c.extra += [
+            f"Sampling on {c.device}, temperature 1, best of the timed runs (chars/s = B x length / seconds):",
+            "",
+            f"| model | B | TorchStepper chars/s | {fast} chars/s | speed-up | same text, same seed | "
+            "max abs logit diff |",
+            "|---|---:|---:|---:|---:|---|---:|",
+        ]
+        c.extra += [
+            f"| {r['model']} | {r['B']} | {r['ref_cps']:,.0f} | {r['fast_cps']:,.0f} | "
+            f"{r['fast_cps'] / r['ref_cps']:.2f}x | {'yes' if r['same_text'] else 'NO'} | "
+            f"{r['max_logit_diff']:.2e} |"
+            for r in rows
+        ] + [""]
     agree = rows and all(r["same_text"] or r["max_logit_diff"] <= 1e-4 for r in rows)
     ok = rc == 0 and agree
     figures = f"{len(rows)} rows (table below); steppers " + ("agree" if agree else "DISAGREE") if rows else "-"
-    c.add("sampling: TorchStepper vs " + (rows[0]["fast"] if rows else "fast stepper"),
-          "PASS" if ok else (failure(rc, text) if rc else "FAIL (see figures)"), figures,
-          "python scripts/gpu_check.py sample --device " + c.device, s)  # fmt: skip
+    c.add(
+        "sampling: TorchStepper vs " + (rows[0]["fast"] if rows else "fast stepper"),
+        "PASS" if ok else (failure(rc, text) if rc else "FAIL (see figures)"),
+        figures,
+        "python scripts/gpu_check.py sample --device " + c.device,
+        s,
+    )
 
 
 def step_train_speed(c: Check) -> None:
     # More steps than the benchmark's default 15: a GPU step takes milliseconds, and charrnn's figure subtracts
     # a separately timed evaluation and save, whose noise must stay small against the timed steps.
-    shapes = [["--hidden", "256", "512", "--steps", "60"],
-              ["--layers", "3", "--hidden", "1024", "--batch-size", "128", "--steps", "30"]]
+    shapes = [
+        ["--hidden", "256", "512", "--steps", "60"],
+        ["--layers", "3", "--hidden", "1024", "--batch-size", "128", "--steps", "30"],
+    ]
     if c.dry:
-        shapes = [["--hidden", "32", "--steps", "2", "--rounds", "1", "--warmup", "1", "--batch-size", "8",
-                   "--seq-len", "16"]]  # fmt: skip
+        shapes = [
+            ["--hidden", "32", "--steps", "2", "--rounds", "1", "--warmup", "1", "--batch-size", "8", "--seq-len", "16"]
+        ]
     for shape in shapes:
         cmd = [sys.executable, str(ROOT / "benchmarks/train_speed.py"), "--device", c.device, *shape]
         rc, text, s = c.run("train speed", cmd, 100)
         rows = [ln for ln in text.splitlines() if ln.startswith("| LSTM")]
         head = [ln for ln in text.splitlines() if ln.startswith("Training speed on")]
         if rows:
-            c.extra += head + ["", "| model | plain loop chars/s | charrnn chars/s | charrnn / plain | overhead |",
-                               "|---|---:|---:|---:|---:|", *rows, ""]  # fmt: skip
+            c.extra += head + [
+                "",
+                "| model | plain loop chars/s | charrnn chars/s | charrnn / plain | overhead |",
+                "|---|---:|---:|---:|---:|",
+                *rows,
+                "",
+            ]
         figures = "; ".join(f"{r.split('|')[1].strip()}: overhead {r.split('|')[5].strip()}" for r in rows) or "-"
-        c.add("train speed vs plain PyTorch loop", "PASS" if rc == 0 and rows else failure(rc, text), figures,
-              "python benchmarks/train_speed.py --device " + c.device + " " + " ".join(shape), s)  # fmt: skip
+        c.add(
+            "train speed vs plain PyTorch loop",
+            "PASS" if rc == 0 and rows else failure(rc, text),
+            figures,
+            "python benchmarks/train_speed.py --device " + c.device + " " + " ".join(shape),
+            s,
+        )
 
 
 def main() -> None:
@@ -335,8 +443,14 @@ def main() -> None:
     c = Check(args.cpu_dry_run, out, args.budget)
     start = time.monotonic()
     large = c.work / "large"
-    steps = [("facts", step_facts), ("CUDA tests", step_tests), ("train large", step_train_large),
-             ("DDP", step_ddp), ("sampling", lambda c: step_sample(c, large)), ("train speed", step_train_speed)]
+    steps = [
+        ("facts", step_facts),
+        ("CUDA tests", step_tests),
+        ("train large", step_train_large),
+        ("DDP", step_ddp),
+        ("sampling", lambda c: step_sample(c, large)),
+        ("train speed", step_train_speed),
+    ]
     try:
         for name, step in steps:
             try:

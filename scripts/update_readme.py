@@ -1,6 +1,6 @@
 """Rewrite the CLI reference in README.md from the parser's own help texts.
 
-    python scripts/update_readme.py          # tests/test_readme.py fails until this is run after a flag changes
+python scripts/update_readme.py          # tests/test_readme.py fails until this is run after a flag changes
 """
 
 from pathlib import Path

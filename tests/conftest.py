@@ -4,6 +4,8 @@ import pytest
 import torch
 import tqdm
 
+from browser_support import browser, page  # noqa: F401  (the headless-Chromium fixtures, for every test file)
+
 # tqdm's monitor thread wakes every 10 s and allocates: it would show up in the
 # allocation counts of tests/test_numpy_stepper.py, whichever test started a bar.
 tqdm.tqdm.monitor_interval = 0

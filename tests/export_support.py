@@ -32,7 +32,7 @@ def export_model(cell: str, encoding: str = "utf-8", seed: int = 0, scale: float
 
 
 @torch.no_grad()
-def torch_probs(model, ids) -> "torch.Tensor":
+def torch_probs(model, ids) -> torch.Tensor:
     """(P, V) float64 next-character probabilities after each of `ids`, from the zero state."""
     logits, _ = model(torch.as_tensor(ids, dtype=torch.long)[None])
     return torch.softmax(logits[0].double(), -1)

@@ -137,9 +137,18 @@ def forkserver():
     torch and charrnn: each CLI run then starts in milliseconds instead of seconds."""
     ctx = multiprocessing.get_context("forkserver")
     # torch._dynamo: the first optimizer imports it, which takes seconds; the others: what the CLI's parser imports.
-    ctx.set_forkserver_preload(["torch", "torch._dynamo", "charrnn.cli", "charrnn.training.trainer",
-                                "charrnn.sampling.generate", "charrnn.inspection.serve", "charrnn.inspection.viz",
-                                "fault_support"])  # fmt: skip
+    ctx.set_forkserver_preload(
+        [
+            "torch",
+            "torch._dynamo",
+            "charrnn.cli",
+            "charrnn.training.trainer",
+            "charrnn.sampling.generate",
+            "charrnn.inspection.serve",
+            "charrnn.inspection.viz",
+            "fault_support",
+        ]
+    )
     return ctx
 
 

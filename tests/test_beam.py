@@ -11,7 +11,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from viz_support import save_run
 
 from charrnn.cli import main
 from charrnn.data.vocab import Vocab
@@ -23,6 +22,7 @@ from charrnn.reference.model import Stepper as RefStepper
 from charrnn.sampling.beam import Hypothesis, beam_search
 from charrnn.sampling.generate import SampleConfig, TorchStepper, sample
 from charrnn.sampling.numpy_stepper import NumpyStepper
+from viz_support import save_run
 
 VOCAB = Vocab.from_chars("abcdefgh \n")
 PRIME = "ab"
@@ -53,8 +53,11 @@ def total_logprob(model: CharRNN, prime: str, text: str) -> float:
 def stepper_factories(cell: str):
     model = make_model(cell, 0)
     ref = RefCharRNN(RefModelConfig(vocab_size=VOCAB.size, cell=cell, layers=2, hidden_size=8, embedding_size=4), rng=0)
-    return {"numpy": lambda: NumpyStepper(model), "torch": lambda: TorchStepper(model),
-            "reference": lambda: RefStepper(ref)}  # fmt: skip
+    return {
+        "numpy": lambda: NumpyStepper(model),
+        "torch": lambda: TorchStepper(model),
+        "reference": lambda: RefStepper(ref),
+    }
 
 
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
@@ -186,8 +189,9 @@ def naive_beam(model, prime, width, length, alpha, end_id=None, stop_ids=None, k
 
     live, done, greedy = [([], 0.0)], [], ([], 0.0, False)
     for _ in range(length):
-        cands = [(lp + float(q[c]), p, c) for p, (ids, lp) in enumerate(live) for q in [logp(ids)]
-                 for c in range(len(q))]  # fmt: skip
+        cands = [
+            (lp + float(q[c]), p, c) for p, (ids, lp) in enumerate(live) for q in [logp(ids)] for c in range(len(q))
+        ]
         cands.sort(key=lambda x: (-x[0], x[1], x[2]))
         nxt = []
         for total, p, c in cands[:width]:
@@ -242,7 +246,7 @@ def test_stop_string_ends_a_beam():
     free = sample(model, VOCAB, SampleConfig(prime=PRIME, length=40, beam=3))[0]
     stop = free[10:12]
     texts = sample(model, VOCAB, SampleConfig(prime=PRIME, length=40, beam=3, num_samples=3, stop=stop))
-    assert all(stop not in t[len(PRIME):] for t in texts)
+    assert all(stop not in t[len(PRIME) :] for t in texts)
     hyps = beam_search(NumpyStepper(model), VOCAB.encode(PRIME), 3, 40, stop_ids=VOCAB.encode(stop).tolist(), keep=3)
     assert any(h.finished for h in hyps)
     for h, text in zip(hyps, texts):
@@ -273,4 +277,5 @@ def test_cli_beam(tmp_path, capsys):
     assert out == f"--- sample 1 ---\n{want[0]}\n\n--- sample 2 ---\n{want[1]}\n"
     assert main(["sample", str(run), "--beam", "2", "--num-samples", "3"]) == 2
     assert capsys.readouterr().err.strip() == (
-        "charrnn sample: error: --num-samples 3 asks for more continuations than --beam 2 keeps")
+        "charrnn sample: error: --num-samples 3 asks for more continuations than --beam 2 keeps"
+    )

@@ -6,11 +6,10 @@ The browser fixtures, and how they find Chromium, are in browser_support.py.
 import json
 
 import httpx
-from browser_support import browser, page  # noqa: F401  (pytest fixtures)
-from viz_support import TEXT, tiny_model
 
 from charrnn.inspection.serve import BackgroundServer, ServeConfig, create_app
 from charrnn.inspection.viz import build_report
+from viz_support import TEXT, tiny_model
 
 
 def backgrounds(page) -> list[str]:
@@ -52,8 +51,11 @@ def test_playground_generates_streams_and_colours(page):
         page.select_option(".ct-criterion", "start of word")
         current = (page.input_value(".ct-group"), page.input_value(".ct-neuron"))
         links = page.locator(".ct-ranking a")
-        other = next(i for i in range(links.count())
-                     if (links.nth(i).get_attribute("data-g"), links.nth(i).get_attribute("data-n")) != current)  # fmt: skip
+        other = next(
+            i
+            for i in range(links.count())
+            if (links.nth(i).get_attribute("data-g"), links.nth(i).get_attribute("data-n")) != current
+        )
         links.nth(other).click()
         assert (page.input_value(".ct-group"), page.input_value(".ct-neuron")) != current
         assert backgrounds(page) != before

@@ -7,7 +7,6 @@ import shlex
 import statistics
 
 import pytest
-from conftest import small_text
 
 from charrnn.checkpoint import load_model
 from charrnn.cli import main
@@ -17,6 +16,7 @@ from charrnn.export.card import CardConfig, fence, write_card
 from charrnn.sampling.generate import SampleConfig, sample
 from charrnn.training.config import TrainConfig
 from charrnn.training.trainer import train
+from conftest import small_text
 
 
 @pytest.fixture(scope="module")
@@ -27,10 +27,18 @@ def trained(tmp_path_factory):
     data.mkdir()
     (data / "a.txt").write_text(small_text(150))
     (data / "b.txt").write_text("café au lait\n" * 40)  # non-ASCII: characters differ from bytes
-    config = TrainConfig(out=str(root / "run"), data=DataConfig(data=str(data)),
-                         model=ModelConfig(cell="gru", layers=1, hidden_size=24, embedding_size=8),
-                         batch_size=4, seq_len=16, max_steps=30, eval_every=10, log_every=5, quiet=True,
-                         threads=1)  # fmt: skip
+    config = TrainConfig(
+        out=str(root / "run"),
+        data=DataConfig(data=str(data)),
+        model=ModelConfig(cell="gru", layers=1, hidden_size=24, embedding_size=8),
+        batch_size=4,
+        seq_len=16,
+        max_steps=30,
+        eval_every=10,
+        log_every=5,
+        quiet=True,
+        threads=1,
+    )
     train(config)
     return root / "run", data
 

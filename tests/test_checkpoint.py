@@ -5,16 +5,20 @@ import pytest
 import torch
 
 from charrnn import checkpoint as ckpt
-from charrnn.errors import CharRNNError
-from charrnn.engines.model import CharRNN, ModelConfig
 from charrnn.data.vocab import Vocab
+from charrnn.engines.model import CharRNN, ModelConfig
+from charrnn.errors import CharRNNError
 
 
 def save(folder, tie=False, cell="gru"):
     torch.manual_seed(1)
     cfg = ModelConfig(vocab_size=5, cell=cell, hidden_size=8, embedding_size=8, tie_weights=tie)
     m = CharRNN(cfg)
-    ckpt.save_checkpoint(folder, m.state_dict(), {"engine": "torch", "model": cfg.to_json(), "vocab": Vocab.from_chars("abcde").to_json()})
+    ckpt.save_checkpoint(
+        folder,
+        m.state_dict(),
+        {"engine": "torch", "model": cfg.to_json(), "vocab": Vocab.from_chars("abcde").to_json()},
+    )
     return m
 
 
@@ -57,7 +61,12 @@ def test_missing_checkpoint_errors(tmp_path):
 
 def test_a_checkpoint_of_an_unknown_task_is_refused_in_one_line(tmp_path):
     cfg = ModelConfig(vocab_size=4, hidden_size=8, embedding_size=4)
-    meta = {"engine": "torch", "task": "translate", "model": cfg.to_json(), "vocab": Vocab.from_chars("abc\n").to_json()}
+    meta = {
+        "engine": "torch",
+        "task": "translate",
+        "model": cfg.to_json(),
+        "vocab": Vocab.from_chars("abc\n").to_json(),
+    }
     ckpt.save_checkpoint(tmp_path / "best", CharRNN(cfg).state_dict(), meta)
     with pytest.raises(CharRNNError, match="unknown task 'translate': this charrnn knows next-char"):
         ckpt.load_model(tmp_path)
@@ -74,8 +83,12 @@ def run_with_both(tmp_path):
     run = tmp_path / "run"
     save(run / "best")
     m = save(run / "last")
-    ckpt.save_checkpoint(run / "last", m.state_dict(), json.loads((run / "last" / "checkpoint.json").read_text()),
-                         {"step": 3, "rng": torch.get_rng_state()})  # fmt: skip
+    ckpt.save_checkpoint(
+        run / "last",
+        m.state_dict(),
+        json.loads((run / "last" / "checkpoint.json").read_text()),
+        {"step": 3, "rng": torch.get_rng_state()},
+    )
     return run
 
 
@@ -151,8 +164,13 @@ def test_damaged_checkpoint_json(tmp_path, damage):
         path.write_text(text.replace('"vocab_size": 5', '"vocab_size": 6'))
     with pytest.raises(CharRNNError) as e:
         ckpt.load_model(run, "last")
-    one_line(e, str(path), "is damaged", f"{run / 'best'} is intact: use it with --checkpoint best",
-             "--resume cannot continue from it")  # fmt: skip
+    one_line(
+        e,
+        str(path),
+        "is damaged",
+        f"{run / 'best'} is intact: use it with --checkpoint best",
+        "--resume cannot continue from it",
+    )
 
 
 @pytest.mark.parametrize("problem", ["short_vocab", "wrong_shape"])

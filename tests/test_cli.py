@@ -64,7 +64,9 @@ def test_bad_input_gets_one_line_errors(tmp_path, corpus, capsys):
     one_line_error(result, "train", "latin1.txt is not valid UTF-8 (byte offset 3)")
     assert "--encoding bytes" in result[2]
     one_line_error(run_cli(capsys, "train", "--data", tmp_path / "empty.txt", *out, *TINY), "train", "is empty")
-    one_line_error(run_cli(capsys, "train", "--data", tmp_path / "short.txt", *out, *TINY), "train", "too few for one batch")
+    one_line_error(
+        run_cli(capsys, "train", "--data", tmp_path / "short.txt", *out, *TINY), "train", "too few for one batch"
+    )
     one_line_error(run_cli(capsys, "sample", tmp_path / "nowhere"), "sample", "no such run folder")
     assert not (tmp_path / "r" / "last").exists()
 
@@ -96,8 +98,23 @@ def test_preset_and_flags_override_it(tmp_path, corpus):
 def test_signal_saves_last_and_exits_zero(tmp_path, corpus, sig):
     run = tmp_path / "run"
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1]), "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "charrnn", "train", "--data", str(corpus), "--out", str(run),
-           "--max-steps", "1000000", "--eval-every", "1000000", "--log-every", "1", *TINY]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "charrnn",
+        "train",
+        "--data",
+        str(corpus),
+        "--out",
+        str(run),
+        "--max-steps",
+        "1000000",
+        "--eval-every",
+        "1000000",
+        "--log-every",
+        "1",
+        *TINY,
+    ]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 60
     while not (run / "metrics.jsonl").exists() and time.time() < deadline:
@@ -123,8 +140,7 @@ def test_text_entirely_outside_the_vocabulary_and_long_unknown_lists(tmp_path, c
     run = tmp_path / "r"
     assert run_cli(capsys, "train", "--data", corpus, "--out", run, "--max-steps", 2, *TINY)[0] == 0
     (tmp_path / "greek.txt").write_text("αβγδεζηθ" * 50)
-    one_line_error(run_cli(capsys, "eval", run, "--data", tmp_path / "greek.txt"), "eval",
-                   "none of the characters of")  # fmt: skip
+    one_line_error(run_cli(capsys, "eval", run, "--data", tmp_path / "greek.txt"), "eval", "none of the characters of")
     many = "".join(chr(0x4E00 + i) for i in range(5000))  # 5,000 distinct unknown characters
     code, _, err = run_cli(capsys, "sample", run, "--prime", many)
     one_line_error((code, "", err), "sample", "and 4,980 more (5,000 in all)")
@@ -146,8 +162,11 @@ def test_a_corrupted_best_checkpoint_names_the_file_and_the_intact_last(tmp_path
     run = tmp_path / "r"
     assert run_cli(capsys, "train", "--data", corpus, "--out", run, "--max-steps", 4, "--eval-every", 2, *TINY)[0] == 0
     (run / "best" / "checkpoint.json").write_text((run / "best" / "checkpoint.json").read_text()[:100])
-    for command, extra in (("sample", []), ("viz", ["--text", "the ", "--out", tmp_path / "v.html"]),
-                           ("eval", ["--data", corpus])):  # fmt: skip
+    for command, extra in (
+        ("sample", []),
+        ("viz", ["--text", "the ", "--out", tmp_path / "v.html"]),
+        ("eval", ["--data", corpus]),
+    ):
         result = run_cli(capsys, command, run, *extra)
         one_line_error(result, command, f"{run / 'best' / 'checkpoint.json'} is damaged")
         assert f"{run / 'last'} is intact: use it with --checkpoint last" in result[2]

@@ -3,8 +3,8 @@ import pytest
 
 from charrnn.data import corpus as data_mod
 from charrnn.data.corpus import DataConfig, load_corpus, resolve_files
-from charrnn.errors import CharRNNError
 from charrnn.data.vocab import Vocab
+from charrnn.errors import CharRNNError
 
 
 def test_bundled_corpus_is_tiny_shakespeare():
@@ -55,11 +55,14 @@ def test_non_utf8_names_file_and_offset(tmp_path, monkeypatch):
     assert c.vocab.size == 256 and bytes(np.asarray(c.ids)) == p.read_bytes()
 
 
-@pytest.mark.parametrize("make, message", [
-    (lambda d: d / "nope.txt", "no such file or folder"),
-    (lambda d: (d / "empty.txt").write_text("") * 0 or d / "empty.txt", "is empty"),
-    (lambda d: (d / "sub").mkdir() or d / "sub", "no text files found"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda d: d / "nope.txt", "no such file or folder"),
+        (lambda d: (d / "empty.txt").write_text("") * 0 or d / "empty.txt", "is empty"),
+        (lambda d: (d / "sub").mkdir() or d / "sub", "no text files found"),
+    ],
+)
 def test_bad_paths(tmp_path, make, message):
     path = make(tmp_path)
     with pytest.raises(CharRNNError, match=message):

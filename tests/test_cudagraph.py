@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from charrnn.sampling.cudagraph import CudaGraphStepper
-from charrnn.engines.model import CharRNN, ModelConfig
-from charrnn.sampling.generate import SampleConfig, TorchStepper, pick_stepper, sample
 from charrnn.data.vocab import Vocab
+from charrnn.engines.model import CharRNN, ModelConfig
+from charrnn.sampling.cudagraph import CudaGraphStepper
+from charrnn.sampling.generate import SampleConfig, TorchStepper, pick_stepper, sample
 
 VOCAB = Vocab.from_chars("abcde fgh\nij.,ABC!?")
 
@@ -60,4 +60,6 @@ def test_reorder_matches_torch_stepper():
 def test_beam_search_on_graphs_equals_torch_stepper():
     model = make_model("gru", 8)
     config = SampleConfig(length=60, prime="ab", beam=4, num_samples=2, stop="!")
-    assert sample(model, VOCAB, config, stepper=CudaGraphStepper(model)) == sample(model, VOCAB, config, stepper=TorchStepper(model))
+    assert sample(model, VOCAB, config, stepper=CudaGraphStepper(model)) == sample(
+        model, VOCAB, config, stepper=TorchStepper(model)
+    )

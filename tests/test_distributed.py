@@ -31,13 +31,13 @@ if __name__ == "__main__":  # run as a rank: import this checkout's charrnn
 
 from charrnn import checkpoint as ckpt  # noqa: E402
 from charrnn.data.corpus import DataConfig, bundled_corpus  # noqa: E402
-from charrnn.training.distributed import Dist, torchrun_args  # noqa: E402
-from charrnn.errors import CharRNNError  # noqa: E402
-from charrnn.evaluation import evaluate, score  # noqa: E402
 from charrnn.engines.model import CharRNN, ModelConfig  # noqa: E402
 from charrnn.engines.torch_engine import TorchEngine  # noqa: E402
+from charrnn.errors import CharRNNError  # noqa: E402
+from charrnn.evaluation import evaluate, score  # noqa: E402
 from charrnn.training.build import build_trainer  # noqa: E402
 from charrnn.training.config import TrainConfig  # noqa: E402
+from charrnn.training.distributed import Dist, torchrun_args  # noqa: E402
 from charrnn.training.trainer import train  # noqa: E402
 
 K = 6  # steps of the first leg; a resumed run goes on to 2K
@@ -45,7 +45,11 @@ TIMEOUT = 60  # seconds any one subprocess may take
 
 
 def env() -> dict:
-    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]), "OMP_NUM_THREADS": "1"}
+    return {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+        "OMP_NUM_THREADS": "1",
+    }
 
 
 def free_port() -> int:
@@ -57,8 +61,22 @@ def free_port() -> int:
 def make_config(tmp: Path, out: str, dropout: float = 0.0, **kw) -> TrainConfig:
     model = ModelConfig(cell="lstm", layers=2, hidden_size=16, embedding_size=8, dropout=dropout)
     data = DataConfig(data=str(tmp / "corpus.txt"), cache_dir=str(tmp / "cache"))
-    defaults = dict(out=str(tmp / out), data=data, model=model, batch_size=4, seq_len=16, lr=1e-2, max_steps=K,
-                    max_epochs=0, eval_every=3, log_every=1, eval_chars=2000, device="cpu", quiet=True, threads=1)  # fmt: skip
+    defaults = dict(
+        out=str(tmp / out),
+        data=data,
+        model=model,
+        batch_size=4,
+        seq_len=16,
+        lr=1e-2,
+        max_steps=K,
+        max_epochs=0,
+        eval_every=3,
+        log_every=1,
+        eval_chars=2000,
+        device="cpu",
+        quiet=True,
+        threads=1,
+    )
     return TrainConfig(**{**defaults, **kw})
 
 
@@ -98,9 +116,12 @@ def run_ranks(tmp: Path, jobs: list[tuple[TrainConfig, bool]], n: int = 2) -> li
     jobs = [{"config": {**c.to_json(), "out": c.out}, "resume": r, "port": free_port()} for c, r in jobs]
     spec.write_text(json.dumps({"jobs": jobs, "report": report}))
     procs = [
-        subprocess.Popen([sys.executable, __file__, str(spec)], stderr=subprocess.PIPE, text=True,
-                         env={**env(), "RANK": str(r), "LOCAL_RANK": str(r), "WORLD_SIZE": str(n),
-                              "MASTER_ADDR": "127.0.0.1"})  # fmt: skip
+        subprocess.Popen(
+            [sys.executable, __file__, str(spec)],
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**env(), "RANK": str(r), "LOCAL_RANK": str(r), "WORLD_SIZE": str(n), "MASTER_ADDR": "127.0.0.1"},
+        )
         for r in range(n)
     ]
     errs = []
@@ -141,7 +162,10 @@ def assert_same_run(out: str, ref: str) -> None:
     a, b = ckpt.load_weights(Path(out) / "last"), ckpt.load_weights(Path(ref) / "last")
     for name in b:
         torch.testing.assert_close(a[name], b[name], atol=1e-5, rtol=0, msg=name)
-    ha, hb = ckpt.load_trainer_state(Path(out) / "last")["hidden"], ckpt.load_trainer_state(Path(ref) / "last")["hidden"]
+    ha, hb = (
+        ckpt.load_trainer_state(Path(out) / "last")["hidden"],
+        ckpt.load_trainer_state(Path(ref) / "last")["hidden"],
+    )
     assert [h.shape for h in ha] == [h.shape for h in hb] == [torch.Size([2, 4, 16])] * 2
     for x, y in zip(ha, hb):
         torch.testing.assert_close(x, y, atol=1e-5, rtol=0)
@@ -152,12 +176,18 @@ def runs(tmp) -> dict:
     """One-process references (K steps; 2K steps without a stop) and the 2-rank runs:
     K steps from scratch, the K-step reference resumed on 2 ranks up to 2K, and with
     dropout, 2K steps without a stop and K steps resumed up to 2K."""
-    saves = {"ref_k": run_one(make_config(tmp, "ref_k")), "ref_2k": run_one(make_config(tmp, "ref_2k", max_steps=2 * K))}
+    saves = {
+        "ref_k": run_one(make_config(tmp, "ref_k")),
+        "ref_2k": run_one(make_config(tmp, "ref_2k", max_steps=2 * K)),
+    }
     shutil.copytree(tmp / "ref_k", tmp / "one_then_two")
-    jobs = [(make_config(tmp, "two"), False), (make_config(tmp, "one_then_two", max_steps=2 * K), True),
-            (make_config(tmp, "drop_2k", dropout=0.3, max_steps=2 * K), False),
-            (make_config(tmp, "drop_k_2k", dropout=0.3), False),
-            (make_config(tmp, "drop_k_2k", dropout=0.3, max_steps=2 * K), True)]  # fmt: skip
+    jobs = [
+        (make_config(tmp, "two"), False),
+        (make_config(tmp, "one_then_two", max_steps=2 * K), True),
+        (make_config(tmp, "drop_2k", dropout=0.3, max_steps=2 * K), False),
+        (make_config(tmp, "drop_k_2k", dropout=0.3), False),
+        (make_config(tmp, "drop_k_2k", dropout=0.3, max_steps=2 * K), True),
+    ]
     per_rank = run_ranks(tmp, jobs)
     saves |= {"two": per_rank[0][0], "two_rank1": per_rank[1][0]}
     return saves
@@ -196,13 +226,48 @@ def start_cli(tmp: Path, out: str, *extra: str) -> subprocess.Popen:
     """`charrnn train --nproc 2` on a run too long to finish: the process becomes torchrun.
     Its temporary files go to tmp/out-tmp (TMPDIR), so a test can see what is left there."""
     (tmp / f"{out}-tmp").mkdir()
-    args = ["--data", str(tmp / "corpus.txt"), "--cache-dir", str(tmp / "cache"), "--out", str(tmp / out),
-            "--cell", "gru", "--layers", "1", "--hidden-size", "16", "--embedding-size", "8", "--batch-size", "4",
-            "--seq-len", "16", "--max-steps", "1000000", "--max-epochs", "0", "--eval-every", "20",
-            "--eval-chars", "500", "--device", "cpu", "--quiet", "--nproc", "2", *extra]  # fmt: skip
+    args = [
+        "--data",
+        str(tmp / "corpus.txt"),
+        "--cache-dir",
+        str(tmp / "cache"),
+        "--out",
+        str(tmp / out),
+        "--cell",
+        "gru",
+        "--layers",
+        "1",
+        "--hidden-size",
+        "16",
+        "--embedding-size",
+        "8",
+        "--batch-size",
+        "4",
+        "--seq-len",
+        "16",
+        "--max-steps",
+        "1000000",
+        "--max-epochs",
+        "0",
+        "--eval-every",
+        "20",
+        "--eval-chars",
+        "500",
+        "--device",
+        "cpu",
+        "--quiet",
+        "--nproc",
+        "2",
+        *extra,
+    ]
     # A session of its own, as a command typed at a terminal has: Ctrl-C there signals the whole group.
-    return subprocess.Popen([sys.executable, "-m", "charrnn", "train", *args], stderr=subprocess.PIPE, text=True,
-                            env={**env(), "TMPDIR": str(tmp / f"{out}-tmp")}, start_new_session=True)  # fmt: skip
+    return subprocess.Popen(
+        [sys.executable, "-m", "charrnn", "train", *args],
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**env(), "TMPDIR": str(tmp / f"{out}-tmp")},
+        start_new_session=True,
+    )
 
 
 def ranks_of(torchrun: subprocess.Popen, n: int = 2) -> dict[int, int]:

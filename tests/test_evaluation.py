@@ -4,10 +4,10 @@ import numpy as np
 import torch
 
 from charrnn.checkpoint import save_checkpoint
+from charrnn.data.vocab import Vocab
+from charrnn.engines.model import CharRNN, ModelConfig, loss_fn
 from charrnn.engines.torch_engine import TorchEngine
 from charrnn.evaluation import EvalConfig, eval_run, evaluate
-from charrnn.engines.model import CharRNN, ModelConfig, loss_fn
-from charrnn.data.vocab import Vocab
 
 
 def test_evaluate_equals_one_pass_over_each_whole_stream():
@@ -29,8 +29,11 @@ def test_eval_run_counts_characters_outside_the_vocabulary(tmp_path):
     vocab = Vocab.from_chars("ab \n")
     cfg = ModelConfig(vocab_size=vocab.size, hidden_size=8, embedding_size=4)
     torch.manual_seed(0)
-    save_checkpoint(tmp_path / "run" / "best", CharRNN(cfg).state_dict(),
-                    {"engine": "torch", "model": cfg.to_json(), "vocab": vocab.to_json()})  # fmt: skip
+    save_checkpoint(
+        tmp_path / "run" / "best",
+        CharRNN(cfg).state_dict(),
+        {"engine": "torch", "model": cfg.to_json(), "vocab": vocab.to_json()},
+    )
     (tmp_path / "held_out.txt").write_text("ab ba XX ab\nZa b\n")
     r = eval_run(str(tmp_path / "run"), EvalConfig(str(tmp_path / "held_out.txt"), seq_len=4))
     assert r.unknown == {"X": 2, "Z": 1} and r.unknown_count == 3

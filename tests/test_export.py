@@ -7,13 +7,12 @@ import sys
 import pytest
 
 from charrnn import checkpoint as ckpt
-from export_support import export_model
-from viz_support import save_run
-
 from charrnn.checkpoint import META, load_model
 from charrnn.cli import main
 from charrnn.export.common import write_atomic
 from charrnn.export.html import load_html
+from export_support import export_model
+from viz_support import save_run
 
 
 def run_cli(capsys, *argv):
@@ -75,12 +74,15 @@ def test_export_refuses_other_tasks_in_one_line(run, tmp_path, capsys):
     assert run_cli(capsys, "export", run, "--html", tmp_path / "m.html")[0] == 0
 
 
-@pytest.mark.parametrize("argv,message", [
-    ([], "give a RUN folder to export, or --verify FILE"),
-    (["RUN"], "say what to write: --html FILE, --onnx FILE, or both"),
-    (["RUN", "--verify", "x.html"], "--verify FILE verifies an export on its own"),
-    (["--verify", "missing.onnx"], "no such file: missing.onnx"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        ([], "give a RUN folder to export, or --verify FILE"),
+        (["RUN"], "say what to write: --html FILE, --onnx FILE, or both"),
+        (["RUN", "--verify", "x.html"], "--verify FILE verifies an export on its own"),
+        (["--verify", "missing.onnx"], "no such file: missing.onnx"),
+    ],
+)
 def test_bad_export_flags_get_one_line_errors(run, capsys, argv, message):
     code, _, err = run_cli(capsys, "export", *[str(run) if a == "RUN" else a for a in argv])
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1

@@ -7,13 +7,12 @@ import json
 import numpy as np
 import pytest
 import torch
-from browser_support import browser, page  # noqa: F401  (pytest fixtures)
-from export_support import export_model, torch_probs
 
 from charrnn.errors import CharRNNError
 from charrnn.export.check import check_export
 from charrnn.export.html import build_page, load_html
 from charrnn.sampling.generate import SampleConfig, TorchStepper, sample, softmax, top_k_mask, top_p_mask
+from export_support import export_model, torch_probs
 
 PRIME = 'He said "to be'
 

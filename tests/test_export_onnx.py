@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from export_support import VARIANTS, export_model
 
 from charrnn.errors import CharRNNError
+from export_support import VARIANTS, export_model
 
 ort = pytest.importorskip("onnxruntime", reason="ONNX tests NOT run: pip install -e '.[export]'")
 pytest.importorskip("onnxscript", reason="ONNX tests NOT run: pip install -e '.[export]'")
@@ -102,9 +102,11 @@ def reference_sample(model, vocab, prime: str, length: int, temperature: float, 
 def test_example_samples_with_onnxruntime_alone(exported):
     model, vocab, path = exported["lstm"]
     # torch and charrnn are made unimportable in the child: the example must need neither.
-    code = ("import runpy, sys; sys.modules['torch'] = sys.modules['charrnn'] = None; "
-            f"sys.argv = ['onnx_sample.py', {str(path)!r}, 'He said', '60', '0.9', '3']; "
-            f"runpy.run_path({str(EXAMPLE)!r}, run_name='__main__')")  # fmt: skip
+    code = (
+        "import runpy, sys; sys.modules['torch'] = sys.modules['charrnn'] = None; "
+        f"sys.argv = ['onnx_sample.py', {str(path)!r}, 'He said', '60', '0.9', '3']; "
+        f"runpy.run_path({str(EXAMPLE)!r}, run_name='__main__')"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout[:-1] == reference_sample(model, vocab, "He said", 60, 0.9, 3)

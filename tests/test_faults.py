@@ -17,12 +17,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import SLOW, small_text
-from fault_support import fill, forkserver, read_only, simulate_errno, start_cli, tmpfs
 from safetensors.torch import load_file
 
 from charrnn import checkpoint as ckpt
 from charrnn.cli import main
+from conftest import SLOW, small_text
+from fault_support import fill, forkserver, read_only, simulate_errno, start_cli, tmpfs
 
 KILLS = 100 if SLOW else 20
 MODEL = ["--hidden-size", "24", "--embedding-size", "8", "--batch-size", "4", "--seq-len", "16", "--seed", "3"]
@@ -128,15 +128,19 @@ def test_two_writers_one_run(ctx, tmp_path, corpus, capsys):
     """A second train or --resume on a run being written is refused, naming the writer's PID;
     the lock of a writer killed by SIGKILL does not block the next run."""
     out = tmp_path / "run"
-    first = start_cli(ctx, ["train", "--data", corpus, "--out", out, *MODEL, "--max-steps", 100_000,
-                            "--eval-every", "2", *QUIET])  # fmt: skip
+    first = start_cli(
+        ctx, ["train", "--data", corpus, "--out", out, *MODEL, "--max-steps", 100_000, "--eval-every", "2", *QUIET]
+    )
     try:
         wait_for_lock(out, first)
         while not ckpt.has_checkpoint(out) and first.is_alive():
             time.sleep(0.01)
         for again in (["--resume"], ["--data", corpus, *MODEL]):
-            err = one_line(cli(capsys, "train", "--out", out, *again, "--max-steps", 4, *QUIET), 2,
-                           f"is being written by another charrnn process (PID {first.pid})")  # fmt: skip
+            err = one_line(
+                cli(capsys, "train", "--out", out, *again, "--max-steps", 4, *QUIET),
+                2,
+                f"is being written by another charrnn process (PID {first.pid})",
+            )
             assert err.startswith("charrnn train: error:")
     finally:
         os.kill(first.pid, signal.SIGKILL)
@@ -182,8 +186,24 @@ def test_a_read_only_run_folder(tmp_path, corpus, capsys, monkeypatch):
         one_line(cli(capsys, "train", "--out", out, "--resume", "--max-steps", 4), 2, "Read-only file system")
         new = ["--data", corpus, "--out", ro / "new", *MODEL, "--max-steps", 2]
         one_line(cli(capsys, "train", *new), 2, "Read-only file system")
-        one_line(cli(capsys, "train", "--data", other, "--cache-dir", ro / "cache", "--out", tmp_path / "w", *MODEL,
-                     "--max-steps", 2), 2, "Read-only file system", "--cache-dir")  # fmt: skip
+        one_line(
+            cli(
+                capsys,
+                "train",
+                "--data",
+                other,
+                "--cache-dir",
+                ro / "cache",
+                "--out",
+                tmp_path / "w",
+                *MODEL,
+                "--max-steps",
+                2,
+            ),
+            2,
+            "Read-only file system",
+            "--cache-dir",
+        )
         assert not (tmp_path / "w").exists()
         assert cli(capsys, "sample", out, "--length", 5)[0] == 0
 
@@ -193,13 +213,19 @@ def trained(tmp_path_factory):
     run = tmp_path_factory.mktemp("trained") / "run"
     corpus = run.parent / "corpus.txt"
     corpus.write_text(small_text(150))
-    assert main(["train", "--data", str(corpus), "--out", str(run), *MODEL, "--max-steps", "4", "--eval-every", "2",
-                 *QUIET]) == 0  # fmt: skip
+    assert (
+        main(
+            ["train", "--data", str(corpus), "--out", str(run), *MODEL, "--max-steps", "4", "--eval-every", "2", *QUIET]
+        )
+        == 0
+    )
     return run
 
 
-@pytest.mark.parametrize("which, name", [("best", ckpt.WEIGHTS), ("best", ckpt.META), ("last", ckpt.WEIGHTS),
-                                         ("last", ckpt.META), ("last", ckpt.TRAINER)])  # fmt: skip
+@pytest.mark.parametrize(
+    "which, name",
+    [("best", ckpt.WEIGHTS), ("best", ckpt.META), ("last", ckpt.WEIGHTS), ("last", ckpt.META), ("last", ckpt.TRAINER)],
+)
 def test_a_damaged_byte_in_each_checkpoint_file(trained, tmp_path, capsys, which, name):
     """One flipped byte anywhere gets a one-line error naming the file and the intact other checkpoint."""
     run = tmp_path / "run"

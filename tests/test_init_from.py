@@ -41,16 +41,54 @@ def test_old_characters_are_predicted_as_before_at_step_0(cell, embedding_size, 
 def test_a_new_run_starts_from_the_old_weights_and_learns_the_new_characters(tmp_path, capsys):
     (tmp_path / "old.txt").write_text(small_text(300))
     (tmp_path / "new.txt").write_text(small_text(300).replace("o", "ö").replace("w", "W"))
-    common = ["--batch-size", "8", "--seq-len", "32", "--hidden-size", "32", "--embedding-size", "16",
-              "--max-epochs", "0", "--eval-every", "50", "--quiet", "--lr", "0.01"]  # fmt: skip
-    assert main(["train", "--data", str(tmp_path / "old.txt"), "--out", str(tmp_path / "old"), "--max-steps", "150",
-                 *common]) == 0  # fmt: skip
+    common = [
+        "--batch-size",
+        "8",
+        "--seq-len",
+        "32",
+        "--hidden-size",
+        "32",
+        "--embedding-size",
+        "16",
+        "--max-epochs",
+        "0",
+        "--eval-every",
+        "50",
+        "--quiet",
+        "--lr",
+        "0.01",
+    ]
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(tmp_path / "old.txt"),
+                "--out",
+                str(tmp_path / "old"),
+                "--max-steps",
+                "150",
+                *common,
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
 
     def new_run(name, *extra):
-        config = TrainConfig(out=str(tmp_path / name), data=DataConfig(data=str(tmp_path / "new.txt")), batch_size=8,
-                             seq_len=32, max_epochs=0, max_steps=60, eval_every=30, quiet=True, lr=0.01,
-                             model=ModelConfig(hidden_size=32, embedding_size=16), **dict(extra))  # fmt: skip
+        config = TrainConfig(
+            out=str(tmp_path / name),
+            data=DataConfig(data=str(tmp_path / "new.txt")),
+            batch_size=8,
+            seq_len=32,
+            max_epochs=0,
+            max_steps=60,
+            eval_every=30,
+            quiet=True,
+            lr=0.01,
+            model=ModelConfig(hidden_size=32, embedding_size=16),
+            **dict(extra),
+        )
         return build_trainer(config)[0]
 
     tuned, scratch = new_run("tuned", ("init_from", str(tmp_path / "old"))), new_run("scratch")
@@ -70,8 +108,22 @@ def test_a_new_run_starts_from_the_old_weights_and_learns_the_new_characters(tmp
 
 def test_init_from_a_missing_run_is_one_line(tmp_path, capsys):
     (tmp_path / "t.txt").write_text(small_text(50))
-    assert main(["train", "--data", str(tmp_path / "t.txt"), "--init-from", str(tmp_path / "nothing"),
-                 "--out", str(tmp_path / "x"), "--max-steps", "1"]) == 2  # fmt: skip
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(tmp_path / "t.txt"),
+                "--init-from",
+                str(tmp_path / "nothing"),
+                "--out",
+                str(tmp_path / "x"),
+                "--max-steps",
+                "1",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no such run folder" in err[0]
 
@@ -79,8 +131,11 @@ def test_init_from_a_missing_run_is_one_line(tmp_path, capsys):
 def test_the_end_symbol_keeps_its_learned_row():
     old = Vocab.from_chars("ab\n").with_end()
     new = grow_vocab(old, Vocab.from_chars("abc\n"), end=True)
-    w = {"embedding.weight": np.arange(4 * 2, dtype=np.float32).reshape(4, 2), "head.weight": np.ones((4, 3), np.float32),
-         "head.bias": np.arange(4, dtype=np.float32)}  # fmt: skip
+    w = {
+        "embedding.weight": np.arange(4 * 2, dtype=np.float32).reshape(4, 2),
+        "head.weight": np.ones((4, 3), np.float32),
+        "head.bias": np.arange(4, dtype=np.float32),
+    }
     g = grow_weights(w, old, new, tied=False, seed=0)
     assert g["head.bias"][new.end_id] == w["head.bias"][old.end_id] == 3
     assert np.array_equal(g["embedding.weight"][new.end_id], w["embedding.weight"][old.end_id])

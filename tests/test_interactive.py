@@ -10,13 +10,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from pty_support import Terminal
-from viz_support import save_run, tiny_model
 
 from charrnn.cli import main
 from charrnn.errors import CharRNNError
 from charrnn.sampling.generate import SampleConfig, sample
 from charrnn.sampling.interactive import interactive, set_knob
+from pty_support import Terminal
+from viz_support import save_run, tiny_model
 
 ROOT = Path(__file__).resolve().parent.parent
 

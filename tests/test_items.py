@@ -42,7 +42,9 @@ def test_lines_and_paragraphs_match_str_split(text):
 def test_files_are_items_without_their_trailing_newlines():
     text = "first file\nline two\n\n" + "second\n"
     assert items_of(text, "files", files=[len("first file\nline two\n\n"), len("second\n")]) == [
-        "first file\nline two", "second"]  # fmt: skip
+        "first file\nline two",
+        "second",
+    ]
 
 
 def test_the_layout_reads_every_item_once_an_epoch_from_its_end_symbol():
@@ -101,9 +103,20 @@ def test_the_reference_engines_loss_ignores_padding_and_its_gradients_check():
 def names_config(tmp_path, **kw):
     corpus = tmp_path / "names.txt"
     corpus.write_text("\n".join(NAMES * 20) + "\n")
-    base = dict(out=str(tmp_path / "run"), data=DataConfig(data=str(corpus), items="lines"), batch_size=8,
-                seq_len=16, lr=1e-2, max_epochs=0, max_steps=300, eval_every=100, log_every=50, quiet=True, seed=1,
-                model=ModelConfig(hidden_size=48, embedding_size=16))  # fmt: skip
+    base = dict(
+        out=str(tmp_path / "run"),
+        data=DataConfig(data=str(corpus), items="lines"),
+        batch_size=8,
+        seq_len=16,
+        lr=1e-2,
+        max_epochs=0,
+        max_steps=300,
+        eval_every=100,
+        log_every=50,
+        quiet=True,
+        seed=1,
+        model=ModelConfig(hidden_size=48, embedding_size=16),
+    )
     return TrainConfig(**{**base, **kw})
 
 
@@ -112,8 +125,23 @@ def test_training_on_items_samples_whole_items_ended_by_the_model(tmp_path, caps
     assert r.val_loss < 0.6, r.val_loss  # a dozen names, learnt
     meta = json.loads((tmp_path / "run" / "best" / "checkpoint.json").read_text())
     assert meta["vocab"]["end"] is True and meta["train"]["data"]["items"] == "lines"
-    assert main(["sample", str(tmp_path / "run"), "--num-samples", "20", "--length", "40", "--seed", "2",
-                 "--temperature", "0.5"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "sample",
+                str(tmp_path / "run"),
+                "--num-samples",
+                "20",
+                "--length",
+                "40",
+                "--seed",
+                "2",
+                "--temperature",
+                "0.5",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out.splitlines()
     assert len(out) == 20 and sum(name in NAMES for name in out) >= 16, out  # whole names, not cut at 40
     assert main(["eval", str(tmp_path / "run"), "--data", str(tmp_path / "names.txt")]) == 0
@@ -124,8 +152,9 @@ def test_training_on_items_samples_whole_items_ended_by_the_model(tmp_path, caps
 def test_items_resume_exactly(tmp_path):
     one = train(names_config(tmp_path, out=str(tmp_path / "one"), max_steps=60, eval_every=25))
     train(names_config(tmp_path, out=str(tmp_path / "two"), max_steps=30, eval_every=25))
-    trainer, _ = build_trainer(names_config(tmp_path, out=str(tmp_path / "two"), max_steps=60, eval_every=25),
-                               resume=True)  # fmt: skip
+    trainer, _ = build_trainer(
+        names_config(tmp_path, out=str(tmp_path / "two"), max_steps=60, eval_every=25), resume=True
+    )
     two = trainer.run()
     assert one.step == two.step == 60 and math.isclose(one.val_loss, two.val_loss, rel_tol=0, abs_tol=0)
 
@@ -161,7 +190,17 @@ def test_novel_only_needs_a_model_of_items(tmp_path, capsys):
     from conftest import small_text
 
     (tmp_path / "t.txt").write_text(small_text(100))
-    train(TrainConfig(out=str(tmp_path / "run"), data=DataConfig(data=str(tmp_path / "t.txt")), batch_size=4,
-                      seq_len=16, max_epochs=0, max_steps=2, quiet=True, model=ModelConfig(hidden_size=8)))  # fmt: skip
+    train(
+        TrainConfig(
+            out=str(tmp_path / "run"),
+            data=DataConfig(data=str(tmp_path / "t.txt")),
+            batch_size=4,
+            seq_len=16,
+            max_epochs=0,
+            max_steps=2,
+            quiet=True,
+            model=ModelConfig(hidden_size=8),
+        )
+    )
     assert main(["sample", str(tmp_path / "run"), "--novel-only"]) == 2
     assert "for a model trained on items" in capsys.readouterr().err

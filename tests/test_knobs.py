@@ -14,7 +14,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from viz_support import save_run, tiny_model
 
 from charrnn import knobs
 from charrnn.checkpoint import LoadConfig
@@ -31,6 +30,7 @@ from charrnn.reference.hello import HelloConfig, hello
 from charrnn.sampling.generate import SampleConfig, sample
 from charrnn.training.config import TrainConfig
 from charrnn.training.trainer import train
+from viz_support import save_run, tiny_model
 
 NOWHERE = "nowhere"  # a run, file or folder that does not exist (the tests run in an empty tmp folder)
 
@@ -140,12 +140,34 @@ def test_every_argument_is_a_knob_and_every_number_has_a_range():
 
 
 def test_the_walk_covers_every_command_and_the_issue_cases():
-    assert {c for c, _ in subcommands()} == {"train", "sample", "eval", "hello", "viz", "plot", "serve", "export", "card"}
+    assert {c for c, _ in subcommands()} == {
+        "train",
+        "sample",
+        "eval",
+        "hello",
+        "viz",
+        "plot",
+        "serve",
+        "export",
+        "card",
+    }
     covered = {" ".join(argv[:1] + argv[-2:]) for argv, _ in CASES}
-    for case in ["train --grad-clip -0.5", "train --warmup-steps -1", "train --max-steps -1", "train --eval-chars -1",
-                 "sample --temperature nan", "train --threads -1", "train --weight-decay -0.5",
-                 "train --momentum -0.5", "sample --seed -1", "eval --seq-len 0", "eval --batch-size 0",
-                 "train --lr inf", "train --dropout 1.5", "train --layers two"]:  # fmt: skip
+    for case in [
+        "train --grad-clip -0.5",
+        "train --warmup-steps -1",
+        "train --max-steps -1",
+        "train --eval-chars -1",
+        "sample --temperature nan",
+        "train --threads -1",
+        "train --weight-decay -0.5",
+        "train --momentum -0.5",
+        "sample --seed -1",
+        "eval --seq-len 0",
+        "eval --batch-size 0",
+        "train --lr inf",
+        "train --dropout 1.5",
+        "train --layers two",
+    ]:
         assert case in covered, case
     assert len(CASES) > 250
 
@@ -178,8 +200,15 @@ def test_a_bad_flag_in_a_real_process_is_one_line_and_exit_2(tmp_path):
         (["train", "--grad-clip", "-5"], "--grad-clip must be > 0 (or 0 = off), got -5"),
         (["eval", NOWHERE, "--data", NOWHERE, "--seq-len", "-3"], "--seq-len must be >= 1, got -3"),
     ]:
-        p = subprocess.run([sys.executable, "-m", "charrnn", *argv], cwd=tmp_path, env=env, capture_output=True,
-                           text=True, timeout=120, check=False)  # fmt: skip
+        p = subprocess.run(
+            [sys.executable, "-m", "charrnn", *argv],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
         assert p.returncode == 2 and p.stderr.count("\n") == 1 and message in p.stderr, p.stderr
     assert list(tmp_path.iterdir()) == []
 
@@ -254,8 +283,16 @@ def test_types_are_checked_too():
 
 
 def test_defaults_and_presets_pass_their_own_check():
-    for config in [TrainConfig(), SampleConfig(), ServeConfig(), EvalConfig("x"), LoadConfig("x"), HelloConfig(),
-                   VizConfig(text="x"), PlotConfig(["x"])]:  # fmt: skip
+    for config in [
+        TrainConfig(),
+        SampleConfig(),
+        ServeConfig(),
+        EvalConfig("x"),
+        LoadConfig("x"),
+        HelloConfig(),
+        VizConfig(text="x"),
+        PlotConfig(["x"]),
+    ]:
         config.check()
     for name in knobs.preset_names():
         config = TrainConfig()

@@ -2,8 +2,8 @@ import pytest
 import torch
 import torch.nn as nn
 
-from charrnn.errors import CharRNNError
 from charrnn.engines.model import CharRNN, ModelConfig, loss_fn
+from charrnn.errors import CharRNNError
 
 CELLS = ["rnn", "lstm", "gru"]
 
@@ -49,7 +49,9 @@ def test_unknown_cell_lists_choices():
         CharRNN(ModelConfig(cell="transformer"))
 
 
-def fit(text: str, cell: str, steps: int, layers: int = 1, hidden: int = 32, lr: float = 0.02) -> tuple[CharRNN, list, float]:
+def fit(
+    text: str, cell: str, steps: int, layers: int = 1, hidden: int = 32, lr: float = 0.02
+) -> tuple[CharRNN, list, float]:
     chars = sorted(set(text))
     ids = torch.tensor([[chars.index(c) for c in text]])
     torch.manual_seed(0)

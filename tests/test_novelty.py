@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from viz_support import tiny_model
 
 from charrnn.checkpoint import save_checkpoint
 from charrnn.cli import main
@@ -18,6 +17,7 @@ from charrnn.data.corpus import DataConfig, load_corpus
 from charrnn.errors import CharRNNError
 from charrnn.sampling.generate import SampleConfig, sample
 from charrnn.sampling.novelty import WINDOW, ItemSet, Novelty, NoveltyIndex, index_for_run
+from viz_support import tiny_model
 
 
 def naive_ms(sample: str, train: str) -> list[int]:

@@ -13,12 +13,19 @@ import numpy as np
 import pytest
 import torch
 
-from charrnn.sampling.numpy_stepper import NumpyStepper
+from charrnn.data.vocab import Vocab
 from charrnn.engines.model import CharRNN, ModelConfig
 from charrnn.sampling.generate import (
-    SampleConfig, Sampler, TorchStepper, generate, pick_stepper, prime_ids, sample, sample_next,
-)  # fmt: skip
-from charrnn.data.vocab import Vocab
+    SampleConfig,
+    Sampler,
+    TorchStepper,
+    generate,
+    pick_stepper,
+    prime_ids,
+    sample,
+    sample_next,
+)
+from charrnn.sampling.numpy_stepper import NumpyStepper
 
 VOCAB = Vocab.from_chars("abcde fgh\nij.,ABC!?")  # V = 19
 
@@ -30,8 +37,11 @@ def assert_close(got, want):
 
 def make_model(cell="lstm", layers=2, hidden=24, embedding=8, tie=False, V=VOCAB.size, seed=0) -> CharRNN:
     torch.manual_seed(seed)
-    model = CharRNN(ModelConfig(vocab_size=V, cell=cell, layers=layers, hidden_size=hidden,
-                                embedding_size=embedding, tie_weights=tie))  # fmt: skip
+    model = CharRNN(
+        ModelConfig(
+            vocab_size=V, cell=cell, layers=layers, hidden_size=hidden, embedding_size=embedding, tie_weights=tie
+        )
+    )
     with torch.no_grad():  # larger than the default init, so that gates saturate and a wrong equation shows
         for p in model.parameters():
             p.mul_(3.0)

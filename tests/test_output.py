@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from pty_support import Terminal
-from viz_support import save_run, tiny_model
 
 from charrnn.data.vocab import Vocab
 from charrnn.sampling.generate import SampleConfig, sample
 from charrnn.sampling.output import cannot_show, prepare_stdout
+from pty_support import Terminal
+from viz_support import save_run, tiny_model
 
 ROOT = Path(__file__).resolve().parent.parent
 TEXT = "Café au lait, naïve façade; 世界 — «très» ça va?\n"
@@ -43,12 +43,18 @@ def env_with(**extra) -> dict:
     return {**env, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", **extra}
 
 
-@pytest.mark.parametrize("env, to", [
-    ({"LANG": "C", "PYTHONIOENCODING": "ascii"}, "pipe"),
-    ({"LANG": "C", "PYTHONIOENCODING": "ascii"}, "file"),
-    ({"LC_ALL": "C", "PYTHONCOERCECLOCALE": "0", "PYTHONUTF8": "0"}, "pipe"),  # a plain C locale: Python picks ASCII
-    ({"LANG": "en_US.ISO-8859-1", "PYTHONIOENCODING": "latin-1"}, "file"),  # 世 and — have no Latin-1 byte
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "env, to",
+    [
+        ({"LANG": "C", "PYTHONIOENCODING": "ascii"}, "pipe"),
+        ({"LANG": "C", "PYTHONIOENCODING": "ascii"}, "file"),
+        (
+            {"LC_ALL": "C", "PYTHONCOERCECLOCALE": "0", "PYTHONUTF8": "0"},
+            "pipe",
+        ),  # a plain C locale: Python picks ASCII
+        ({"LANG": "en_US.ISO-8859-1", "PYTHONIOENCODING": "latin-1"}, "file"),  # 世 and — have no Latin-1 byte
+    ],
+)
 def test_pipe_or_file_gets_utf8(run, tmp_path, env, to):
     run_dir, want = run
     cmd = [sys.executable, "-m", "charrnn", "sample", str(run_dir), *ARGS]

@@ -29,9 +29,18 @@ def rel(a, b) -> float:
     return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-30))
 
 
-TORCH_FREE = ["charrnn.reference", "charrnn.reference.engine", "charrnn.engines.protocol", "charrnn.engines.config",
-              "charrnn.data.layout", "charrnn.data.items", "charrnn.evaluation", "charrnn.tasks",
-              "charrnn.training.trainer", "charrnn.training.build"]  # fmt: skip
+TORCH_FREE = [
+    "charrnn.reference",
+    "charrnn.reference.engine",
+    "charrnn.engines.protocol",
+    "charrnn.engines.config",
+    "charrnn.data.layout",
+    "charrnn.data.items",
+    "charrnn.evaluation",
+    "charrnn.tasks",
+    "charrnn.training.trainer",
+    "charrnn.training.build",
+]
 
 
 @pytest.mark.parametrize("module", TORCH_FREE)
@@ -50,9 +59,9 @@ from charrnn.data.corpus import DataConfig
 from charrnn.engines.config import ModelConfig
 from charrnn.training.config import TrainConfig
 from charrnn.training.trainer import train
-r = train(TrainConfig(out={str(tmp_path / "run")!r}, data=DataConfig(data={str(tmp_path / "t.txt")!r}), engine="reference",
-                      model=ModelConfig(cell="gru", layers=1, hidden_size=8, embedding_size=4), batch_size=4, seq_len=8,
-                      max_epochs=0, max_steps=6, eval_every=3, quiet=True))
+r = train(TrainConfig(out={str(tmp_path / "run")!r}, data=DataConfig(data={str(tmp_path / "t.txt")!r}),
+                      engine="reference", batch_size=4, seq_len=8, max_epochs=0, max_steps=6, eval_every=3,
+                      model=ModelConfig(cell="gru", layers=1, hidden_size=8, embedding_size=4), quiet=True))
 assert r.step == 6 and r.val_loss > 0, r
 """
     env = {**os.environ, "PYTHONPATH": str(ROOT), "CHARRNN_CACHE": str(tmp_path / "cache")}

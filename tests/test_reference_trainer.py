@@ -13,19 +13,28 @@ import torch
 from charrnn import checkpoint as ckpt
 from charrnn.cli import main
 from charrnn.data.corpus import DataConfig, bundled_corpus, load_corpus
-from charrnn.engines.torch_engine import TorchEngine
-from charrnn.evaluation import evaluate, score
+from charrnn.data.vocab import Vocab
 from charrnn.engines.model import CharRNN as TorchCharRNN
 from charrnn.engines.model import ModelConfig as TorchModelConfig
-from charrnn.reference import (CharRNN, ModelConfig, Stepper, clip_grad_norm, from_state_dict, load, make_optimizer,
-                               save, to_state_dict)
-from charrnn.reference.hello import hello
+from charrnn.engines.torch_engine import TorchEngine
+from charrnn.evaluation import evaluate, score
+from charrnn.reference import (
+    CharRNN,
+    ModelConfig,
+    Stepper,
+    clip_grad_norm,
+    from_state_dict,
+    load,
+    make_optimizer,
+    save,
+    to_state_dict,
+)
 from charrnn.reference.engine import ReferenceEngine
+from charrnn.reference.hello import hello
 from charrnn.sampling.generate import SampleConfig, TorchStepper, generate
 from charrnn.training.build import build_trainer
 from charrnn.training.config import TrainConfig
 from charrnn.training.trainer import Trainer, train
-from charrnn.data.vocab import Vocab
 
 
 @pytest.fixture(autouse=True)
@@ -148,8 +157,16 @@ def test_hello_command_prints_scores_before_and_after(capsys):
 def small_config(out, text, engine="torch", cell="rnn", optimizer="adam", **kw):
     model = TorchModelConfig(cell=cell, layers=1, hidden_size=16, embedding_size=0)
     kw = {"batch_size": 4, "seq_len": 8, "lr": 1e-2, "max_epochs": 0, "log_every": 5, **kw}
-    return TrainConfig(out=str(out), data=DataConfig(data=text), model=model, optimizer=optimizer, device="cpu",
-                       quiet=True, engine=engine, **kw)  # fmt: skip
+    return TrainConfig(
+        out=str(out),
+        data=DataConfig(data=text),
+        model=model,
+        optimizer=optimizer,
+        device="cpu",
+        quiet=True,
+        engine=engine,
+        **kw,
+    )
 
 
 def train_losses(out) -> list[float]:
@@ -174,13 +191,15 @@ def one_bias_like_the_reference(trainer: Trainer) -> None:
             p.register_hook(lambda g, mask=mask: g * mask)
 
 
-@pytest.mark.parametrize("cell, optimizer", [("rnn", "sgd"), ("rnn", "adagrad"), ("rnn", "rmsprop"),
-                                             ("lstm", "adam"), ("gru", "adam")])  # fmt: skip
+@pytest.mark.parametrize(
+    "cell, optimizer", [("rnn", "sgd"), ("rnn", "adagrad"), ("rnn", "rmsprop"), ("lstm", "adam"), ("gru", "adam")]
+)
 def test_same_weights_train_step_for_step_like_pytorch(tmp_path, text, cell, optimizer):
     """From the same initial weights, the whole loop (TBPTT state, clipping, schedule,
     update) gives the PyTorch engine's losses, up to float32 rounding."""
-    kw = dict(cell=cell, optimizer=optimizer, max_steps=30, eval_every=30, lr_schedule="cosine", warmup_steps=5,
-              grad_clip=0.5)  # fmt: skip
+    kw = dict(
+        cell=cell, optimizer=optimizer, max_steps=30, eval_every=30, lr_schedule="cosine", warmup_steps=5, grad_clip=0.5
+    )
     torch_trainer, _ = build_trainer(small_config(tmp_path / "torch", text, **kw))
     one_bias_like_the_reference(torch_trainer)
     ref_trainer, _ = build_trainer(small_config(tmp_path / "ref", text, engine="reference", **kw))
@@ -199,8 +218,9 @@ def test_loss_curve_falls_as_the_pytorch_engines_does(tmp_path, text):
     """Same config and seed (different initial draws): both fall, and stay close."""
     curves = {}
     for engine in ("torch", "reference"):
-        config = small_config(tmp_path / engine, text, engine, max_steps=80, eval_every=80, log_every=10,
-                              batch_size=16, seq_len=32)  # fmt: skip
+        config = small_config(
+            tmp_path / engine, text, engine, max_steps=80, eval_every=80, log_every=10, batch_size=16, seq_len=32
+        )
         config.model.hidden_size = 64
         train(config)
         curves[engine] = np.array(train_losses(tmp_path / engine))
@@ -215,9 +235,12 @@ def test_both_engines_score_the_same_weights_alike(cell, n):
     """One scorer (evaluation.score) over both engines: in float64, the same weights give the
     same summed loss and count at lengths that leave characters over (393, 401) and not (400)."""
     torch.manual_seed(0)
-    tmodel = TorchCharRNN(TorchModelConfig(vocab_size=VOCAB.size, cell=cell, layers=2, hidden_size=8,
-                                           embedding_size=4)).double()  # fmt: skip
-    ref = from_state_dict(ModelConfig(VOCAB.size, cell, 2, 8, 4), {k: v.numpy() for k, v in tmodel.state_dict().items()})
+    tmodel = TorchCharRNN(
+        TorchModelConfig(vocab_size=VOCAB.size, cell=cell, layers=2, hidden_size=8, embedding_size=4)
+    ).double()
+    ref = from_state_dict(
+        ModelConfig(VOCAB.size, cell, 2, 8, 4), {k: v.numpy() for k, v in tmodel.state_dict().items()}
+    )
     ids = VOCAB.encode(("bad cafe\nfed a dace\n" * 30)[:n])
     t_total, t_n = score(TorchEngine(tmodel), ids, 8, 16)
     r_total, r_n = score(ReferenceEngine(ref), ids, 8, 16)
@@ -230,9 +253,33 @@ def test_both_engines_score_the_same_weights_alike(cell, n):
 
 def test_cli_train_reference_then_sample_and_eval(tmp_path, text, capsys):
     run = tmp_path / "run"
-    flags = ["--engine", "reference", "--data", text, "--out", str(run), "--cell", "rnn", "--layers", "1",
-             "--hidden-size", "32", "--embedding-size", "0", "--batch-size", "8", "--seq-len", "16",
-             "--max-steps", "30", "--eval-every", "15", "--optimizer", "rmsprop", "--quiet"]  # fmt: skip
+    flags = [
+        "--engine",
+        "reference",
+        "--data",
+        text,
+        "--out",
+        str(run),
+        "--cell",
+        "rnn",
+        "--layers",
+        "1",
+        "--hidden-size",
+        "32",
+        "--embedding-size",
+        "0",
+        "--batch-size",
+        "8",
+        "--seq-len",
+        "16",
+        "--max-steps",
+        "30",
+        "--eval-every",
+        "15",
+        "--optimizer",
+        "rmsprop",
+        "--quiet",
+    ]
     assert main(["train", *flags]) == 0
     meta = ckpt.read_meta(ckpt.resolve(run, "last"))
     assert meta["engine"] == "reference" and meta["step"] == 30 and meta["train"]["engine"] == "reference"
@@ -251,11 +298,14 @@ def test_cli_train_reference_then_sample_and_eval(tmp_path, text, capsys):
     assert evaluate(TorchEngine(model), val, 8, 16)[0] == pytest.approx(best["metrics"]["val_loss"], rel=1e-5)
 
 
-@pytest.mark.parametrize("flags, message", [
-    (["--optimizer", "adamw"], "no --optimizer adamw"),
-    (["--dropout", "0.2"], "no dropout"),
-    (["--device", "cuda"], "CPU"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--optimizer", "adamw"], "no --optimizer adamw"),
+        (["--dropout", "0.2"], "no dropout"),
+        (["--device", "cuda"], "CPU"),
+    ],
+)
 def test_cli_rejects_what_the_reference_engine_lacks(tmp_path, text, capsys, flags, message):
     base = ["train", "--engine", "reference", "--data", text, "--out", str(tmp_path / "run"), "--max-steps", "1"]
     assert main(base + flags) == 2

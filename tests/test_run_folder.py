@@ -6,16 +6,15 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_trainer import config, metrics
 
 from charrnn import checkpoint as ckpt
 from charrnn.errors import CharRNNError
-from charrnn.training.run_folder import RunFolder
 from charrnn.training.build import build_trainer
-from conftest import Diverging
 from charrnn.training.config import resumed_config
 from charrnn.training.run_folder import RunFolder
 from charrnn.training.trainer import train
+from conftest import Diverging
+from test_trainer import config, metrics
 
 
 def test_a_second_writer_is_refused_with_the_pid_of_the_first(tmp_path):
@@ -33,9 +32,11 @@ def test_a_second_writer_is_refused_with_the_pid_of_the_first(tmp_path):
 
 def test_a_lock_left_by_a_killed_process_does_not_block(tmp_path):
     out = tmp_path / "run"
-    code = ("import sys, time; from charrnn.training.run_folder import RunFolder\n"
-            f"with RunFolder.open({str(out)!r}, resume=False):\n"
-            "    print('held', flush=True); time.sleep(60)")  # fmt: skip
+    code = (
+        "import sys, time; from charrnn.training.run_folder import RunFolder\n"
+        f"with RunFolder.open({str(out)!r}, resume=False):\n"
+        "    print('held', flush=True); time.sleep(60)"
+    )
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
     child = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True)
     try:

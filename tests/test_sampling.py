@@ -2,10 +2,10 @@ import numpy as np
 import pytest
 import torch
 
-from charrnn.errors import CharRNNError
-from charrnn.engines.model import CharRNN, ModelConfig
-from charrnn.sampling.generate import SampleConfig, sample, sample_next, top_k_mask, top_p_mask
 from charrnn.data.vocab import Vocab
+from charrnn.engines.model import CharRNN, ModelConfig
+from charrnn.errors import CharRNNError
+from charrnn.sampling.generate import SampleConfig, sample, sample_next, top_k_mask, top_p_mask
 
 VOCAB = Vocab.from_chars("abcdefgh \n")
 
@@ -84,16 +84,23 @@ def test_prime_file_is_the_prime(model, tmp_path):
     assert want[0].startswith(path.read_text())
 
 
-@pytest.mark.parametrize("case, message", [
-    ("missing", r"^--prime-file .*nothere\.txt: no such file$"),
-    ("latin1", r"^--prime-file .*latin1\.txt is not UTF-8 \(byte offset 3\); save it as UTF-8$"),
-    ("folder", r"^--prime-file .*: cannot read it"),
-    ("both", r"^give the prime with --prime or with --prime-file, not both$"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("missing", r"^--prime-file .*nothere\.txt: no such file$"),
+        ("latin1", r"^--prime-file .*latin1\.txt is not UTF-8 \(byte offset 3\); save it as UTF-8$"),
+        ("folder", r"^--prime-file .*: cannot read it"),
+        ("both", r"^give the prime with --prime or with --prime-file, not both$"),
+    ],
+)
 def test_prime_file_errors(model, tmp_path, case, message):
     (tmp_path / "latin1.txt").write_bytes("abc\xe9".encode("latin-1"))
-    path = {"missing": tmp_path / "nothere.txt", "latin1": tmp_path / "latin1.txt", "folder": tmp_path,
-            "both": tmp_path / "latin1.txt"}[case]  # fmt: skip
+    path = {
+        "missing": tmp_path / "nothere.txt",
+        "latin1": tmp_path / "latin1.txt",
+        "folder": tmp_path,
+        "both": tmp_path / "latin1.txt",
+    }[case]
     config = SampleConfig(prime_file=str(path), prime="a" if case == "both" else "", length=5)
     with pytest.raises(CharRNNError, match=message):
         sample(model, VOCAB, config)

@@ -9,11 +9,11 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from viz_support import naive_steps, save_run, tiny_model
 
+from charrnn.inspection.serve import BackgroundServer, ServeConfig, create_app, free_socket
 from charrnn.inspection.trace import trace
 from charrnn.sampling.generate import SampleConfig, sample
-from charrnn.inspection.serve import BackgroundServer, ServeConfig, create_app, free_socket
+from viz_support import naive_steps, save_run, tiny_model
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +60,9 @@ def test_generate_streams_the_same_text_as_sample(url, model_vocab):
     pieces = [m["text"] for m in msgs[1:-1]]
     final = msgs[-1]
     assert final["done"] is True and len(pieces) > 1  # streamed in pieces, not at the end
-    ref = sample(model, vocab, SampleConfig(prime="He said", length=60, temperature=0.9, top_k=10, top_p=0.95, seed=7))[0]
+    ref = sample(model, vocab, SampleConfig(prime="He said", length=60, temperature=0.9, top_k=10, top_p=0.95, seed=7))[
+        0
+    ]
     assert "".join(pieces) == final["text"] == ref
     # The trace is of the whole text, prime included; numbers from model.step.
     data = final["trace"]
@@ -122,8 +124,16 @@ def test_eight_simultaneous_requests_equal_each_alone(url, app, monkeypatch):
     bodies = [
         {"prime": p, "length": 250, "temperature": t, "top_k": k, "top_p": tp, "seed": s}
         for s, (p, t, k, tp) in enumerate(
-            [("He", 1.0, 0, 1.0), ("She", 0.7, 5, 1.0), ("", 1.2, 0, 0.9), ("to be", 0.0, 0, 1.0),
-             ("(", 0.9, 3, 0.8), ('"', 1.0, 0, 1.0), ("and", 0.5, 0, 1.0), ("left", 1.5, 20, 0.95)]
+            [
+                ("He", 1.0, 0, 1.0),
+                ("She", 0.7, 5, 1.0),
+                ("", 1.2, 0, 0.9),
+                ("to be", 0.0, 0, 1.0),
+                ("(", 0.9, 3, 0.8),
+                ('"', 1.0, 0, 1.0),
+                ("and", 0.5, 0, 1.0),
+                ("left", 1.5, 20, 0.95),
+            ]
         )
     ]
     alone = [generate(url, b)[-1]["text"] for b in bodies]
@@ -175,16 +185,27 @@ def test_cli_serve_binds_localhost_by_default(tmp_path, model_vocab):
     with free_socket() as probe:  # a port that was free a moment ago
         port = probe.getsockname()[1]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "charrnn", "serve", str(run), "--port", str(port)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "charrnn", "serve", str(run), "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
     try:
         banner = proc.stdout.readline()
         assert f"http://127.0.0.1:{port}/" in banner
         info = httpx.get(f"http://127.0.0.1:{port}/api/model", timeout=10).json()
         assert info["hidden_size"] == 16 and info["limits"]["length"] == 1000
         # A second server on the same port fails at once with a one-line error.
-        busy = subprocess.run([sys.executable, "-m", "charrnn", "serve", str(run), "--port", str(port)],
-                              check=False, capture_output=True, text=True, env=env, timeout=60)  # fmt: skip
+        busy = subprocess.run(
+            [sys.executable, "-m", "charrnn", "serve", str(run), "--port", str(port)],
+            check=False,
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+        )
         assert busy.returncode == 2
         assert busy.stderr.strip().startswith("charrnn serve: error: cannot listen on 127.0.0.1:")
     finally:
@@ -236,10 +257,9 @@ def test_beam_search_request_gives_sample_s_best_beam(url, model_vocab):
 
 
 def test_novelty_report_in_the_done_message(tmp_path, model_vocab):
-    from viz_support import TEXT
-
     from charrnn.data.corpus import DataConfig, load_corpus
     from charrnn.sampling.novelty import NoveltyIndex
+    from viz_support import TEXT
 
     model, vocab = model_vocab
     (tmp_path / "train.txt").write_text(TEXT * 3)
@@ -251,7 +271,12 @@ def test_novelty_report_in_the_done_message(tmp_path, model_vocab):
         final = generate(url, {"prime": "She [said]", "length": 150, "temperature": 0.3, "seed": 2})[-1]
         assert final["text"].startswith("She [said]")
         n = index.measure(final["text"][len("She [said]") :])  # the generated part only
-        assert final["novelty"] == {"longest": n.longest, "stretch": n.stretch, "windows": n.windows, "copied": n.copied}
+        assert final["novelty"] == {
+            "longest": n.longest,
+            "stretch": n.stretch,
+            "windows": n.windows,
+            "copied": n.copied,
+        }
         assert 0 < n.longest < 150 and n.windows == 131
         r = httpx.post(url + "/api/generate", json={"beam": 1})
         assert r.status_code == 400 and "does no beam search" in r.json()["error"]

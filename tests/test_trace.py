@@ -3,10 +3,10 @@ import math
 import numpy as np
 import pytest
 import torch
-from viz_support import TEXT, naive_steps, tiny_model
 
-from charrnn.inspection.trace import Trace, position_labels, rank_neurons, text_features, trace
 from charrnn.data.vocab import Vocab
+from charrnn.inspection.trace import Trace, position_labels, rank_neurons, text_features, trace
+from viz_support import TEXT, naive_steps, tiny_model
 
 
 @pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])

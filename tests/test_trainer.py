@@ -6,10 +6,10 @@ import torch
 from safetensors.torch import load_file
 
 from charrnn.data.corpus import DataConfig
-from charrnn.errors import CharRNNError
 from charrnn.engines.model import ModelConfig
-from charrnn.training.config import OPTIMIZERS, SCHEDULES, TrainConfig, resumed_config, schedule_factor
+from charrnn.errors import CharRNNError
 from charrnn.training.build import build_trainer
+from charrnn.training.config import OPTIMIZERS, SCHEDULES, TrainConfig, resumed_config, schedule_factor
 from charrnn.training.trainer import train
 from conftest import Diverging, small_text
 
@@ -19,9 +19,23 @@ def config(tmp_path, name="run", **kw) -> TrainConfig:
     if not corpus.exists():
         corpus.write_text(small_text(150))
     model = ModelConfig(**{k: kw.pop(k) for k in list(kw) if k in ModelConfig.__dataclass_fields__})
-    base = dict(out=str(tmp_path / name), data=DataConfig(data=str(corpus)), batch_size=4, seq_len=16,
-                max_epochs=0, max_steps=20, eval_every=7, log_every=3, quiet=True, seed=3)  # fmt: skip
-    model = ModelConfig(**{"hidden_size": 24, "embedding_size": 8, **model.__dict__}) if not kw.pop("full", False) else model
+    base = dict(
+        out=str(tmp_path / name),
+        data=DataConfig(data=str(corpus)),
+        batch_size=4,
+        seq_len=16,
+        max_epochs=0,
+        max_steps=20,
+        eval_every=7,
+        log_every=3,
+        quiet=True,
+        seed=3,
+    )
+    model = (
+        ModelConfig(**{"hidden_size": 24, "embedding_size": 8, **model.__dict__})
+        if not kw.pop("full", False)
+        else model
+    )
     return TrainConfig(model=model, **{**base, **kw})
 
 
@@ -107,8 +121,19 @@ def test_nan_three_times_stops_with_a_clear_error(tmp_path):
 @pytest.mark.parametrize("lr_schedule", SCHEDULES)
 def test_every_optimizer_and_schedule_trains(tmp_path, optimizer, lr_schedule):
     lr = {"sgd": 0.5, "adagrad": 0.05}.get(optimizer, 0.01)
-    trainer, _ = build_trainer(config(tmp_path, max_steps=30, optimizer=optimizer, lr_schedule=lr_schedule, lr=lr,
-                                      warmup_steps=3, lr_decay_every=10, eval_every=5, plateau_patience=0))  # fmt: skip
+    trainer, _ = build_trainer(
+        config(
+            tmp_path,
+            max_steps=30,
+            optimizer=optimizer,
+            lr_schedule=lr_schedule,
+            lr=lr,
+            warmup_steps=3,
+            lr_decay_every=10,
+            eval_every=5,
+            plateau_patience=0,
+        )
+    )
     untrained = trainer.validation_loss()
     r = trainer.run()
     rows = [m for m in metrics(tmp_path / "run") if "train_loss" in m]
@@ -127,7 +152,9 @@ def test_schedules():
 
 
 def test_bad_options_are_rejected_with_the_choices(tmp_path):
-    with pytest.raises(CharRNNError, match="--optimizer must be one of adam, adamw, rmsprop, sgd, adagrad, got .lbfgs."):
+    with pytest.raises(
+        CharRNNError, match="--optimizer must be one of adam, adamw, rmsprop, sgd, adagrad, got .lbfgs."
+    ):
         train(config(tmp_path, optimizer="lbfgs"))
     with pytest.raises(CharRNNError, match="too few for one batch"):
         train(config(tmp_path, batch_size=512, seq_len=512))

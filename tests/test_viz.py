@@ -5,11 +5,11 @@ import re
 
 import numpy as np
 import pytest
-from viz_support import TEXT, naive_steps, save_run, tiny_model
 
 from charrnn.cli import main
 from charrnn.errors import CharRNNError
 from charrnn.inspection.viz import VizConfig, build_report, viz
+from viz_support import TEXT, naive_steps, save_run, tiny_model
 
 
 def embedded(page: str) -> dict:

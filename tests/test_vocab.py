@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from charrnn.errors import CharRNNError
 from charrnn.data.vocab import Vocab, id_dtype
+from charrnn.errors import CharRNNError
 
 
 def test_round_trip_any_language():

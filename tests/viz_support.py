@@ -8,8 +8,8 @@ import numpy as np
 import torch
 
 from charrnn.checkpoint import save_checkpoint
-from charrnn.engines.model import CharRNN, ModelConfig
 from charrnn.data.vocab import Vocab
+from charrnn.engines.model import CharRNN, ModelConfig
 
 # The machine running the tests is shared: one thread is plenty for these tiny models.
 torch.set_num_threads(1)
@@ -21,12 +21,16 @@ def tiny_model(cell: str = "lstm", layers: int = 2, hidden_size: int = 12, seed:
     """A random-init CharRNN whose vocabulary covers `text`; random weights are enough to check plumbing."""
     vocab = Vocab.from_chars(text)
     torch.manual_seed(seed)
-    model = CharRNN(ModelConfig(vocab_size=vocab.size, cell=cell, layers=layers, hidden_size=hidden_size, embedding_size=8))
+    model = CharRNN(
+        ModelConfig(vocab_size=vocab.size, cell=cell, layers=layers, hidden_size=hidden_size, embedding_size=8)
+    )
     return model.eval(), vocab
 
 
 def save_run(folder: Path, model: CharRNN, vocab: Vocab) -> Path:
-    save_checkpoint(Path(folder) / "best", model.state_dict(), {"model": model.config.to_json(), "vocab": vocab.to_json()})
+    save_checkpoint(
+        Path(folder) / "best", model.state_dict(), {"model": model.config.to_json(), "vocab": vocab.to_json()}
+    )
     return Path(folder)
 
 

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from charrnn.knobs import Checked, knob
-from charrnn.errors import CharRNNError, os_error
 from charrnn.data.vocab import ENCODINGS, Vocab, describe_chars
+from charrnn.errors import CharRNNError, os_error
+from charrnn.knobs import Checked, knob
 
 ITEM_KINDS = ("lines", "paragraphs", "files")  # --items: see data/items.py
 
@@ -35,18 +35,29 @@ CACHE_VERSION = 2  # 2: meta.json records the ids of each file
 
 @dataclass
 class DataConfig(Checked):
-    data: str | None = knob(None, 'the text to train on: a file, a folder (its files, recursively, sorted) or a glob; '
-                                  'default: the bundled Tiny Shakespeare', nonempty=True)  # fmt: skip
-    encoding: str = knob("utf-8", 'utf-8: a vocabulary of the characters seen; bytes: 256 byte values, for any file',
-                         choices=ENCODINGS)  # fmt: skip
-    val_fraction: float = knob(0.1, 'fraction of the corpus, taken from its end, held out for validation', ge=0, lt=1)
-    test_fraction: float = knob(0.0, 'fraction of the corpus, after the validation part, held out as a test set',
-                                ge=0, lt=1)  # fmt: skip
-    cache_dir: str | None = knob(None, 'folder for encoded corpora; default: $CHARRNN_CACHE or ~/.cache/charrnn',
-                                 nonempty=True)  # fmt: skip
-    items: str | None = knob(None, 'read the text as separate items: lines, paragraphs (split at blank lines) or '
-                             'files; each starts from a fresh state and ends with an end symbol the model learns, '
-                             'so samples are whole items; default: one long text', choices=ITEM_KINDS)  # fmt: skip
+    data: str | None = knob(
+        None,
+        "the text to train on: a file, a folder (its files, recursively, sorted) or a glob; "
+        "default: the bundled Tiny Shakespeare",
+        nonempty=True,
+    )
+    encoding: str = knob(
+        "utf-8", "utf-8: a vocabulary of the characters seen; bytes: 256 byte values, for any file", choices=ENCODINGS
+    )
+    val_fraction: float = knob(0.1, "fraction of the corpus, taken from its end, held out for validation", ge=0, lt=1)
+    test_fraction: float = knob(
+        0.0, "fraction of the corpus, after the validation part, held out as a test set", ge=0, lt=1
+    )
+    cache_dir: str | None = knob(
+        None, "folder for encoded corpora; default: $CHARRNN_CACHE or ~/.cache/charrnn", nonempty=True
+    )
+    items: str | None = knob(
+        None,
+        "read the text as separate items: lines, paragraphs (split at blank lines) or "
+        "files; each starts from a fresh state and ends with an end symbol the model learns, "
+        "so samples are whole items; default: one long text",
+        choices=ITEM_KINDS,
+    )
 
     def rules(self) -> None:
         if self.val_fraction + self.test_fraction >= 1:
@@ -69,8 +80,9 @@ def resolve_files(spec: str | None, encoding: str = "utf-8") -> list[Path]:
         if encoding != "bytes":
             files = [p for p in files if not _looks_binary(p)]
     elif path.exists():  # a FIFO, a device such as /dev/zero, a socket: no end, or no text
-        raise CharRNNError(f"--data {spec} is not a regular file (a FIFO, a device or a socket); "
-                           "give a text file, a folder or a glob")  # fmt: skip
+        raise CharRNNError(
+            f"--data {spec} is not a regular file (a FIFO, a device or a socket); give a text file, a folder or a glob"
+        )
     elif any(ch in spec for ch in "*?["):
         files = sorted(Path(p) for p in glob.glob(os.path.expanduser(spec), recursive=True) if Path(p).is_file())
     else:
@@ -140,7 +152,9 @@ def scan_vocab(files: list[Path], encoding: str) -> Vocab:
     return Vocab.from_chars(chars)
 
 
-def encode_files(files: list[Path], vocab: Vocab, out: Path, unknown: str = "error") -> tuple[list[int], dict[str, int]]:
+def encode_files(
+    files: list[Path], vocab: Vocab, out: Path, unknown: str = "error"
+) -> tuple[list[int], dict[str, int]]:
     """Pass 2: write the ids of the corpus to `out`.
 
     Returns how many ids were written for each file (items mode `files` cuts there)
@@ -231,8 +245,10 @@ def load_corpus(config: DataConfig, vocab: Vocab | None = None, unknown: str = "
             raise CharRNNError(f"the corpus {config.data or BUNDLED} is empty; give a file with some text in it")
         meta = _encode_into(folder, files, vocab, unknown)
     if meta["n"] == 0 and meta.get("dropped"):
-        raise CharRNNError(f"none of the characters of {config.data} is in the model's vocabulary (it holds only "
-                           f"{describe_chars(meta['dropped'])}); give a text in the model's alphabet")  # fmt: skip
+        raise CharRNNError(
+            f"none of the characters of {config.data} is in the model's vocabulary (it holds only "
+            f"{describe_chars(meta['dropped'])}); give a text in the model's alphabet"
+        )
     if meta["n"] == 0:
         raise CharRNNError(f"the corpus {config.data or BUNDLED} is empty; give a file with some text in it")
     ids = np.memmap(folder / "ids.bin", dtype=np.dtype(meta["dtype"]), mode="r", shape=(meta["n"],))
@@ -246,8 +262,14 @@ def _encode_into(folder: Path, files: list[Path], vocab: Vocab, unknown: str) ->
         folder.mkdir(parents=True, exist_ok=True)
         counts, dropped = encode_files(files, vocab, tmp, unknown)
         os.replace(tmp, folder / "ids.bin")
-        meta = {"vocab": vocab.to_json(), "n": sum(counts), "dtype": vocab.dtype.name, "dropped": dropped,
-                "files": [str(p) for p in files], "file_ids": counts}  # fmt: skip
+        meta = {
+            "vocab": vocab.to_json(),
+            "n": sum(counts),
+            "dtype": vocab.dtype.name,
+            "dropped": dropped,
+            "files": [str(p) for p in files],
+            "file_ids": counts,
+        }
         tmp_meta.write_text(json.dumps(meta))
         os.replace(tmp_meta, folder / "meta.json")
     except OSError as e:
@@ -258,4 +280,3 @@ def _encode_into(folder: Path, files: list[Path], vocab: Vocab, unknown: str) ->
             raise os_error(e, "read the corpus") from None
         raise os_error(e, f"write the encoded corpus to the cache {folder.parent}", hint=" with --cache-dir") from None
     return meta
-

@@ -53,17 +53,21 @@ class Items:
     def item(self, k: int) -> np.ndarray:
         return np.asarray(self.ids[self.starts[k] : self.ends[k]], dtype=np.int64)
 
-    def subset(self, index: np.ndarray) -> "Items":
+    def subset(self, index: np.ndarray) -> Items:
         return Items(self.ids, self.starts[index], self.ends[index])
 
-    def split(self, val_fraction: float, test_fraction: float = 0.0) -> tuple["Items", "Items", "Items"]:
+    def split(self, val_fraction: float, test_fraction: float = 0.0) -> tuple[Items, Items, Items]:
         """(train, val, test) items, drawn at random but always the same way (seed 0), so that
         a list sorted by kind (as names by language) is split evenly and --resume finds it again."""
         n = len(self)
         order = np.random.default_rng(0).permutation(n)
         n_val, n_test = int(n * val_fraction), int(n * test_fraction)
         n_train = n - n_val - n_test
-        return self.subset(order[:n_train]), self.subset(order[n_train : n_train + n_val]), self.subset(order[n_train + n_val :])
+        return (
+            self.subset(order[:n_train]),
+            self.subset(order[n_train : n_train + n_val]),
+            self.subset(order[n_train + n_val :]),
+        )
 
 
 def newline_id(vocab) -> int | None:
@@ -109,16 +113,26 @@ class ItemBatches:
     the items that do not fill a last batch of B, so every batch has B rows to share
     among ranks."""
 
-    def __init__(self, items: Items, batch_size: int, seq_len: int, end_id: int, seed: int = 0,
-                 scoring: bool = False, what: str = "training"):  # fmt: skip
+    def __init__(
+        self,
+        items: Items,
+        batch_size: int,
+        seq_len: int,
+        end_id: int,
+        seed: int = 0,
+        scoring: bool = False,
+        what: str = "training",
+    ):
         self.items, self.B, self.T, self.end_id, self.seed = items, batch_size, seq_len, end_id, seed
         order = np.argsort(items.lengths, kind="stable")  # by length: rows of a batch are alike
         if scoring:
             self.batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
         else:
             if len(items) < batch_size:
-                raise CharRNNError(f"the {what} split has {len(items):,} items, too few for one batch of "
-                                   f"--batch-size {batch_size}; use more items or a lower --batch-size")  # fmt: skip
+                raise CharRNNError(
+                    f"the {what} split has {len(items):,} items, too few for one batch of "
+                    f"--batch-size {batch_size}; use more items or a lower --batch-size"
+                )
             n = len(items) // batch_size
             self.batches = list(order[: n * batch_size].reshape(n, batch_size))
         # chunks per batch: its longest item plus the end symbol, in pieces of T

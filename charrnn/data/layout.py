@@ -56,7 +56,7 @@ class Streams:
         self._offsets = np.arange(seq_len + 1)
 
     @classmethod
-    def for_training(cls, ids: np.ndarray, batch_size: int, seq_len: int, what: str = "training") -> "Streams":
+    def for_training(cls, ids: np.ndarray, batch_size: int, seq_len: int, what: str = "training") -> Streams:
         self = cls(ids, batch_size, seq_len, (len(ids) - 1) // batch_size)
         if self.num_chunks < 1:
             need = batch_size * seq_len + 1
@@ -68,7 +68,7 @@ class Streams:
         return self
 
     @classmethod
-    def for_scoring(cls, ids: np.ndarray, batch_size: int, seq_len: int) -> "Streams":
+    def for_scoring(cls, ids: np.ndarray, batch_size: int, seq_len: int) -> Streams:
         n = len(ids) - 1  # characters that have a predecessor
         if n < 1:
             raise CharRNNError("the text is too short to score: it needs at least 2 characters")

@@ -66,11 +66,11 @@ class Vocab:
         object.__setattr__(self, "_lut", lut)
 
     @classmethod
-    def from_chars(cls, chars) -> "Vocab":
+    def from_chars(cls, chars) -> Vocab:
         return cls("utf-8", tuple(sorted(set(chars))))
 
     @classmethod
-    def bytes_vocab(cls) -> "Vocab":
+    def bytes_vocab(cls) -> Vocab:
         return cls("bytes")
 
     @property
@@ -83,7 +83,7 @@ class Vocab:
         """The id of the end-of-item symbol (with end=True): the first id after the characters."""
         return 256 if self.encoding == "bytes" else len(self.chars)
 
-    def with_end(self, end: bool = True) -> "Vocab":
+    def with_end(self, end: bool = True) -> Vocab:
         """The same characters, with (or without) the end-of-item symbol."""
         return Vocab(self.encoding, self.chars, end)
 
@@ -134,19 +134,22 @@ class Vocab:
             return bytes(ids.astype(np.uint8)).decode("utf-8", errors="replace")
         return "".join(self.chars[i] for i in ids)
 
-    def decoder(self) -> "StreamDecoder":
+    def decoder(self) -> StreamDecoder:
         """An incremental decoder for text that arrives one id at a time (streaming)."""
         return StreamDecoder(self)
 
     # -- JSON -------------------------------------------------------------------
 
     def to_json(self) -> dict:
-        d = {"encoding": "bytes", "size": self.size} if self.encoding == "bytes" else \
-            {"encoding": "utf-8", "size": self.size, "chars": "".join(self.chars)}  # fmt: skip
+        d = (
+            {"encoding": "bytes", "size": self.size}
+            if self.encoding == "bytes"
+            else {"encoding": "utf-8", "size": self.size, "chars": "".join(self.chars)}
+        )
         return {**d, "end": True} if self.end else d
 
     @classmethod
-    def from_json(cls, d: dict) -> "Vocab":
+    def from_json(cls, d: dict) -> Vocab:
         return cls(d["encoding"], () if d["encoding"] == "bytes" else tuple(d["chars"]), d.get("end", False))
 
 

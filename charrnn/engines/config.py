@@ -19,15 +19,17 @@ CELL_NAMES = ("rnn", "lstm", "gru")
 
 @dataclass
 class ModelConfig(Checked):
-    vocab_size: int = knob(65, 'V, set from the corpus', flag=False, ge=1)
-    cell: str = knob("lstm", 'recurrent cell: rnn (vanilla tanh), lstm or gru', choices=CELL_NAMES)
-    layers: int = knob(2, 'L: number of stacked recurrent layers', ge=1)
-    hidden_size: int = knob(256, 'H: hidden units per layer', ge=1)
-    embedding_size: int = knob(64, 'E: size of the learned character embedding', ge=1,
-                               off=(0, "1-of-k one-hot input, as in the article"))  # fmt: skip
-    dropout: float = knob(0.0, 'dropout probability between layers and before the output layer', ge=0, lt=1)
-    tie_weights: bool = knob(False, 'share the input embedding with the output layer '
-                                    '(needs --embedding-size equal to --hidden-size)')  # fmt: skip
+    vocab_size: int = knob(65, "V, set from the corpus", flag=False, ge=1)
+    cell: str = knob("lstm", "recurrent cell: rnn (vanilla tanh), lstm or gru", choices=CELL_NAMES)
+    layers: int = knob(2, "L: number of stacked recurrent layers", ge=1)
+    hidden_size: int = knob(256, "H: hidden units per layer", ge=1)
+    embedding_size: int = knob(
+        64, "E: size of the learned character embedding", ge=1, off=(0, "1-of-k one-hot input, as in the article")
+    )
+    dropout: float = knob(0.0, "dropout probability between layers and before the output layer", ge=0, lt=1)
+    tie_weights: bool = knob(
+        False, "share the input embedding with the output layer (needs --embedding-size equal to --hidden-size)"
+    )
 
     def rules(self) -> None:
         if self.tie_weights and self.embedding_size != self.hidden_size:
@@ -37,6 +39,6 @@ class ModelConfig(Checked):
         return asdict(self)
 
     @classmethod
-    def from_json(cls, d: dict) -> "ModelConfig":
+    def from_json(cls, d: dict) -> ModelConfig:
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})

@@ -85,4 +85,3 @@ def loss_fn(logits: torch.Tensor, targets: torch.Tensor, reduction: str = "mean"
 def detach_state(state: State | None) -> State | None:
     """Cut the graph at a batch boundary (truncated BPTT) but keep the values."""
     return None if state is None else tuple(s.detach() for s in state)
-

@@ -21,8 +21,14 @@ class TorchEngine:
     name = "torch"
     resumable = True  # its state_dict() goes into trainer.pt (torch.save, loaded weights_only)
 
-    def __init__(self, model: CharRNN, device: torch.device | str = "cpu", optimizer: torch.optim.Optimizer | None = None,
-                 grad_clip: float = 0.0, dist=None):  # fmt: skip
+    def __init__(
+        self,
+        model: CharRNN,
+        device: torch.device | str = "cpu",
+        optimizer: torch.optim.Optimizer | None = None,
+        grad_clip: float = 0.0,
+        dist=None,
+    ):
         from charrnn.training.distributed import Dist
 
         self.model, self.device = model, torch.device(device)
@@ -76,9 +82,11 @@ class TorchEngine:
         return {
             "optimizer": self.optimizer.state_dict(),
             "hidden": [s.cpu() for s in full] if full is not None else [],
-            "rng_cpu": torch.get_rng_state(), "rng_cuda": torch.cuda.get_rng_state_all() if cuda else [],
-            "rng_ranks": self.dist.gather_rng(), "world_size": self.dist.world_size,
-        }  # fmt: skip
+            "rng_cpu": torch.get_rng_state(),
+            "rng_cuda": torch.cuda.get_rng_state_all() if cuda else [],
+            "rng_ranks": self.dist.gather_rng(),
+            "world_size": self.dist.world_size,
+        }
 
     def load_state_dict(self, d: dict, batch_size: int, seed: int, step: int) -> State | None:
         """Restore what state_dict() saved; returns this rank's rows of the hidden state."""

@@ -14,11 +14,16 @@ The submodules import their heavy dependencies (torch, onnx) where used.
 from importlib import import_module
 
 _API = {
-    "ExportConfig": "charrnn.export.common", "export_html": "charrnn.export.html", "load_html": "charrnn.export.html",
-    "build_page": "charrnn.export.html", "export_onnx": "charrnn.export.onnx_export",
-    "load_onnx": "charrnn.export.onnx_export", "check_export": "charrnn.export.check",
-    "CardConfig": "charrnn.export.card", "write_card": "charrnn.export.card",
-}  # fmt: skip
+    "ExportConfig": "charrnn.export.common",
+    "export_html": "charrnn.export.html",
+    "load_html": "charrnn.export.html",
+    "build_page": "charrnn.export.html",
+    "export_onnx": "charrnn.export.onnx_export",
+    "load_onnx": "charrnn.export.onnx_export",
+    "check_export": "charrnn.export.check",
+    "CardConfig": "charrnn.export.card",
+    "write_card": "charrnn.export.card",
+}
 
 __all__ = list(_API)
 

@@ -33,9 +33,12 @@ CHUNK = 1 << 20
 class CardConfig(Checked):
     prime: str = knob("", "the samples' prime text; default: start after a newline")
     length: int = knob(300, "characters per sample", ge=1)
-    temperature: float = knob(0.8, "the samples' softmax temperature", gt=0, off=(0, "always the most likely character"))
-    seed: int = knob(1, "the first sample's seed; the second and third use seed + 1 and seed + 2", ge=0,
-                     le=MAX_SEED - 2)  # fmt: skip
+    temperature: float = knob(
+        0.8, "the samples' softmax temperature", gt=0, off=(0, "always the most likely character")
+    )
+    seed: int = knob(
+        1, "the first sample's seed; the second and third use seed + 1 and seed + 2", ge=0, le=MAX_SEED - 2
+    )
 
 
 def hash_corpus(files: list[Path], encoding: str) -> tuple[list[dict], str]:
@@ -69,9 +72,13 @@ def corpus_section(data: dict) -> list[str]:
     rows, digest = hash_corpus(files, encoding)
     shown = rows[:20]
     size, chars = sum(r["bytes"] for r in rows), sum(r["chars"] for r in rows)
-    lines += [f"- {len(rows)} file(s), {size:,} bytes, {chars:,} characters",
-              f"- SHA-256 of the corpus (its files joined in this order): `{digest}`", "",
-              "| file | bytes | characters | SHA-256 |", "|---|---:|---:|---|"]  # fmt: skip
+    lines += [
+        f"- {len(rows)} file(s), {size:,} bytes, {chars:,} characters",
+        f"- SHA-256 of the corpus (its files joined in this order): `{digest}`",
+        "",
+        "| file | bytes | characters | SHA-256 |",
+        "|---|---:|---:|---|",
+    ]
     for r in shown:
         lines.append(f"| `{Path(r['file']).name}` | {r['bytes']:,} | {r['chars']:,} | `{r['sha256'][:16]}…` |")
     if len(rows) > len(shown):
@@ -119,13 +126,31 @@ def figures_section(meta: dict, records: list[dict], curve: str | None) -> list[
 def config_section(model, meta: dict) -> list[str]:
     c, train = model.config, meta.get("train") or {}
     article = "An" if c.cell in ("rnn", "lstm") else "A"
-    keys = ("batch_size", "seq_len", "optimizer", "lr", "lr_schedule", "warmup_steps", "grad_clip", "weight_decay",
-            "max_steps", "max_epochs", "max_time", "seed", "device")  # fmt: skip
-    lines = ["## Config and budget", "",
-             f"{article} {c.cell.upper()} of {c.layers} layer(s) x {c.hidden_size} units, "
-             + (f"a {c.embedding_size}-wide embedding" if c.embedding_size else "one-hot input")
-             + f", {sum(p.numel() for p in model.parameters()):,} parameters; task `{task_of(meta)}`.", "",
-             "| knob | value |", "|---|---|"]  # fmt: skip
+    keys = (
+        "batch_size",
+        "seq_len",
+        "optimizer",
+        "lr",
+        "lr_schedule",
+        "warmup_steps",
+        "grad_clip",
+        "weight_decay",
+        "max_steps",
+        "max_epochs",
+        "max_time",
+        "seed",
+        "device",
+    )
+    lines = [
+        "## Config and budget",
+        "",
+        f"{article} {c.cell.upper()} of {c.layers} layer(s) x {c.hidden_size} units, "
+        + (f"a {c.embedding_size}-wide embedding" if c.embedding_size else "one-hot input")
+        + f", {sum(p.numel() for p in model.parameters()):,} parameters; task `{task_of(meta)}`.",
+        "",
+        "| knob | value |",
+        "|---|---|",
+    ]
     lines += [f"| `{k}` | `{v}` |" for k, v in c.to_json().items()]
     lines += [f"| `{k}` | `{train[k]}` |" for k in keys if k in train]
     epoch = meta.get("epoch")
@@ -153,8 +178,14 @@ def samples_section(model, vocab, run: str, config: CardConfig) -> list[str]:
         settings = f"--length {config.length} --temperature {config.temperature} --seed {seed}"
         command = f"charrnn sample {shlex.quote(run)}{prime} {settings}"
         f = fence(text)
-        lines += [f"Seed {seed}, temperature {config.temperature}, {config.length} characters: `{command}`", "",
-                  f, text, f, ""]  # fmt: skip
+        lines += [
+            f"Seed {seed}, temperature {config.temperature}, {config.length} characters: `{command}`",
+            "",
+            f,
+            text,
+            f,
+            "",
+        ]
     return lines
 
 
@@ -162,23 +193,40 @@ def usage_section(run: str, vocab, prime: str) -> list[str]:
     r, p = shlex.quote(run), f" --prime {shlex.quote(prime)}" if prime else ""
     onnx = shlex.quote(run + "/model.onnx")
     chars = json.dumps("".join(vocab.chars), ensure_ascii=False)
-    return ["## How to use it", "",
-            "From this folder, with charrnn installed:", "", "```sh",
-            f"charrnn sample {r}{p} --length 500 --temperature 0.8",
-            f"charrnn serve {r}    # a local web playground, with the model's guesses and neurons", "```", "",
-            "As one HTML page that writes in any browser, offline (open it from disk or host it anywhere):", "",
-            "```sh",
-            f"charrnn export {r} --html {shlex.quote(run + '/model.html')}", "```", "",
-            "As an ONNX step graph, for onnxruntime and other runtimes (`pip install 'charrnn[export]'`); "
-            "the vocabulary and config are in its metadata, and `examples/onnx_sample.py` in charrnn's repository "
-            "samples from it with onnxruntime and NumPy alone:", "", "```sh",
-            f"charrnn export {r} --onnx {onnx}",
-            f"python examples/onnx_sample.py {onnx}{' ' + shlex.quote(prime) if prime else ''}",
-            "```", "",
-            "## Vocabulary", "",
-            ("256 byte values (`--encoding bytes`)." if vocab.encoding == "bytes"
-             else f"{vocab.size} characters, id = position:\n\n```json\n{chars}\n```"),
-            ""]  # fmt: skip
+    return [
+        "## How to use it",
+        "",
+        "From this folder, with charrnn installed:",
+        "",
+        "```sh",
+        f"charrnn sample {r}{p} --length 500 --temperature 0.8",
+        f"charrnn serve {r}    # a local web playground, with the model's guesses and neurons",
+        "```",
+        "",
+        "As one HTML page that writes in any browser, offline (open it from disk or host it anywhere):",
+        "",
+        "```sh",
+        f"charrnn export {r} --html {shlex.quote(run + '/model.html')}",
+        "```",
+        "",
+        "As an ONNX step graph, for onnxruntime and other runtimes (`pip install 'charrnn[export]'`); "
+        "the vocabulary and config are in its metadata, and `examples/onnx_sample.py` in charrnn's repository "
+        "samples from it with onnxruntime and NumPy alone:",
+        "",
+        "```sh",
+        f"charrnn export {r} --onnx {onnx}",
+        f"python examples/onnx_sample.py {onnx}{' ' + shlex.quote(prime) if prime else ''}",
+        "```",
+        "",
+        "## Vocabulary",
+        "",
+        (
+            "256 byte values (`--encoding bytes`)."
+            if vocab.encoding == "bytes"
+            else f"{vocab.size} characters, id = position:\n\n```json\n{chars}\n```"
+        ),
+        "",
+    ]
 
 
 def draw_curve(run: Path) -> str | None:
@@ -207,15 +255,26 @@ def write_card(run: str | Path, config: CardConfig | None = None, which: str = "
     model, vocab, meta = load_model(folder)
     records = read_metrics(run_dir)
     c = model.config
-    head = ["---", "library_name: charrnn", "pipeline_tag: text-generation",
-            f"tags: [charrnn, character-level, {c.cell}, text-generation]", "---", "",
-            f"# {run_dir.name}: a character-level {c.cell.upper()}", "",
-            f"A {c.layers}-layer {c.cell.upper()} language model over {vocab.size} characters, trained with charrnn: "
-            "it writes text one character at a time in the style of its training text. "
-            f"This card describes the `{folder.name}` checkpoint.",
-            ""]  # fmt: skip
-    lines = (head + corpus_section((meta.get("train") or {}).get("data") or {})
-             + config_section(model, meta) + figures_section(meta, records, draw_curve(run_dir))
-             + samples_section(model, vocab, str(run), config)
-             + usage_section(str(run), vocab, config.prime))  # fmt: skip
+    head = [
+        "---",
+        "library_name: charrnn",
+        "pipeline_tag: text-generation",
+        f"tags: [charrnn, character-level, {c.cell}, text-generation]",
+        "---",
+        "",
+        f"# {run_dir.name}: a character-level {c.cell.upper()}",
+        "",
+        f"A {c.layers}-layer {c.cell.upper()} language model over {vocab.size} characters, trained with charrnn: "
+        "it writes text one character at a time in the style of its training text. "
+        f"This card describes the `{folder.name}` checkpoint.",
+        "",
+    ]
+    lines = (
+        head
+        + corpus_section((meta.get("train") or {}).get("data") or {})
+        + config_section(model, meta)
+        + figures_section(meta, records, draw_curve(run_dir))
+        + samples_section(model, vocab, str(run), config)
+        + usage_section(str(run), vocab, config.prime)
+    )
     return write_atomic(run_dir / "README.md", "\n".join(lines).encode("utf-8"))

@@ -13,8 +13,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from charrnn.errors import CharRNNError
 from charrnn.checkpoint import LoadConfig
+from charrnn.errors import CharRNNError
 from charrnn.knobs import Checked, knob, like
 
 # The tasks whose model is a next-character stepper that the HTML page and the ONNX
@@ -25,18 +25,31 @@ PRECISIONS = ("float32", "float16")
 
 @dataclass
 class ExportConfig(Checked):
-    run: str | None = knob(None, 'a run folder (its best checkpoint) or a checkpoint folder; not with --verify',
-                           positional=True, nonempty=True)  # fmt: skip
+    run: str | None = knob(
+        None,
+        "a run folder (its best checkpoint) or a checkpoint folder; not with --verify",
+        positional=True,
+        nonempty=True,
+    )
     checkpoint: str = like(LoadConfig, "checkpoint")
-    html: str | None = knob(None, 'write one self-contained HTML page that generates text in any browser, to this file',
-                            nonempty=True)  # fmt: skip
-    onnx: str | None = knob(None, 'write the step function as an ONNX graph, to this file (needs charrnn[export])',
-                            nonempty=True)  # fmt: skip
-    precision: str = knob("float32", "the HTML page's weights: float32 gives charrnn's own probabilities "
-                          "(within 1e-6); float16 halves the file and moves them by about 1e-4 to 1e-3",
-                          choices=PRECISIONS)  # fmt: skip
-    verify: str | None = knob(None, 'instead of exporting: verify an exported .html or .onnx file, say what it '
-                                        'holds', nonempty=True, metavar="FILE")  # fmt: skip
+    html: str | None = knob(
+        None, "write one self-contained HTML page that generates text in any browser, to this file", nonempty=True
+    )
+    onnx: str | None = knob(
+        None, "write the step function as an ONNX graph, to this file (needs charrnn[export])", nonempty=True
+    )
+    precision: str = knob(
+        "float32",
+        "the HTML page's weights: float32 gives charrnn's own probabilities "
+        "(within 1e-6); float16 halves the file and moves them by about 1e-4 to 1e-3",
+        choices=PRECISIONS,
+    )
+    verify: str | None = knob(
+        None,
+        "instead of exporting: verify an exported .html or .onnx file, say what it holds",
+        nonempty=True,
+        metavar="FILE",
+    )
 
     def rules(self) -> None:
         if self.verify is not None:

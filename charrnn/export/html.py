@@ -79,14 +79,24 @@ def build_page(model, vocab, meta: dict, precision: str = "float32", title: str 
     c = model.config
     metrics = meta.get("metrics") or {}
     manifest = {
-        "format": FORMAT, "version": VERSION, "task": task_of(meta), "model": c.to_json(), "vocab": vocab.to_json(),
-        "precision": precision, "tensors": index, "weights_bytes": len(data), "weights_sha256": sha256_hex(data),
-        "step": meta.get("step"), "best_val_loss": metrics.get("best_val_loss"),
-    }  # fmt: skip
+        "format": FORMAT,
+        "version": VERSION,
+        "task": task_of(meta),
+        "model": c.to_json(),
+        "vocab": vocab.to_json(),
+        "precision": precision,
+        "tensors": index,
+        "weights_bytes": len(data),
+        "weights_sha256": sha256_hex(data),
+        "step": meta.get("step"),
+        "best_val_loss": metrics.get("best_val_loss"),
+    }
     loss = manifest["best_val_loss"]
-    about = (f"{c.cell.upper()}, {c.layers} layer(s) of {c.hidden_size} units, {vocab.size} characters"
-             + (f"; validation loss {loss:.3f} nats/char" if loss else "")
-             + f"; weights in {precision}, {len(data) / 1e6:.1f} MB")  # fmt: skip
+    about = (
+        f"{c.cell.upper()}, {c.layers} layer(s) of {c.hidden_size} units, {vocab.size} characters"
+        + (f"; validation loss {loss:.3f} nats/char" if loss else "")
+        + f"; weights in {precision}, {len(data) / 1e6:.1f} MB"
+    )
     parts = {
         "TITLE": html_lib.escape(title),
         "ABOUT": html_lib.escape(about),
@@ -156,6 +166,8 @@ def describe_html(path: str | Path) -> str:
     """One line on a verified page (for `charrnn export --verify`)."""
     manifest, data = read_page(path)
     c = manifest["model"]
-    return (f"{path}: a charrnn HTML page, SHA-256 verified; {c['cell'].upper()} {c['layers']}x{c['hidden_size']}, "
-            f"{manifest['vocab']['size']} characters, task {manifest['task']}, weights {manifest['precision']} "
-            f"({len(data):,} bytes)")  # fmt: skip
+    return (
+        f"{path}: a charrnn HTML page, SHA-256 verified; {c['cell'].upper()} {c['layers']}x{c['hidden_size']}, "
+        f"{manifest['vocab']['size']} characters, task {manifest['task']}, weights {manifest['precision']} "
+        f"({len(data):,} bytes)"
+    )

@@ -92,10 +92,14 @@ def build_onnx(model, vocab, meta: dict):
         with warnings.catch_warnings(), contextlib.redirect_stdout(quiet), torch.no_grad():
             warnings.simplefilter("ignore")  # deprecations inside torch.export, not ours to fix
             program = torch.onnx.export(
-                _step_module(model), example, dynamo=True, verbose=False,
-                input_names=["ids", *names], output_names=["logits", *[n + "_next" for n in names]],
+                _step_module(model),
+                example,
+                dynamo=True,
+                verbose=False,
+                input_names=["ids", *names],
+                output_names=["logits", *[n + "_next" for n in names]],
                 dynamic_shapes=({0: batch}, *[{1: batch} for _ in names]),
-            )  # fmt: skip
+            )
     except Exception as e:  # the exporter's errors are long; keep the first line
         raise CharRNNError(f"torch.onnx.export failed: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from e
     finally:
@@ -103,12 +107,19 @@ def build_onnx(model, vocab, meta: dict):
     proto = program.model_proto
     metrics = meta.get("metrics") or {}
     entries = {
-        "charrnn_format": FORMAT, "charrnn_version": str(VERSION), "charrnn_task": task_of(meta),
-        "charrnn_model": json.dumps(c.to_json()), "charrnn_vocab": json.dumps(vocab.to_json(), ensure_ascii=False),
-        "charrnn_step": json.dumps(meta.get("step")), "charrnn_best_val_loss": json.dumps(metrics.get("best_val_loss")),
-        "charrnn_io": "ids (B,) int64 and state " + ", ".join(f"{n} (L, B, H)" for n in names)
-                      + " -> logits (B, V) and " + ", ".join(n + "_next" for n in names) + "; state starts at zeros",
-    }  # fmt: skip
+        "charrnn_format": FORMAT,
+        "charrnn_version": str(VERSION),
+        "charrnn_task": task_of(meta),
+        "charrnn_model": json.dumps(c.to_json()),
+        "charrnn_vocab": json.dumps(vocab.to_json(), ensure_ascii=False),
+        "charrnn_step": json.dumps(meta.get("step")),
+        "charrnn_best_val_loss": json.dumps(metrics.get("best_val_loss")),
+        "charrnn_io": "ids (B,) int64 and state "
+        + ", ".join(f"{n} (L, B, H)" for n in names)
+        + " -> logits (B, V) and "
+        + ", ".join(n + "_next" for n in names)
+        + "; state starts at zeros",
+    }
     onnx.helper.set_model_props(proto, entries)
     proto.producer_name, proto.doc_string = "charrnn", f"charrnn {c.cell} step function: {entries['charrnn_io']}"
     digest = content_hash(proto)  # before the entry that holds it exists
@@ -159,5 +170,7 @@ def describe_onnx(path: str | Path) -> str:
     ops = sorted({n.op_type for n in proto.graph.node} & {"RNN", "LSTM", "GRU"}) or ["MatMul"]
     opset = max(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
     shape = f"{c['cell'].upper()} {c['layers']}x{c['hidden_size']}, {vocab.size} characters"
-    return (f"{path}: a charrnn ONNX step graph, SHA-256 verified; {shape}, task {props['charrnn_task']}, "
-            f"opset {opset}, cells as {'/'.join(ops)}")
+    return (
+        f"{path}: a charrnn ONNX step graph, SHA-256 verified; {shape}, task {props['charrnn_task']}, "
+        f"opset {opset}, cells as {'/'.join(ops)}"
+    )

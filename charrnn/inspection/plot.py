@@ -21,10 +21,15 @@ LN2 = math.log(2)
 
 @dataclass
 class PlotConfig(Checked):
-    runs: list[str] = knob(REQUIRED, 'run folders; several are drawn on one plot for comparison',  # noqa: RUF009
-                           positional=True, nonempty=True, metavar="RUN")  # fmt: skip
-    out: str = knob("curve.png", 'where to write the PNG', nonempty=True)
-    title: str | None = knob(None, 'the plot\'s title; default: the run names')
+    runs: list[str] = knob(
+        REQUIRED,
+        "run folders; several are drawn on one plot for comparison",  # noqa: RUF009
+        positional=True,
+        nonempty=True,
+        metavar="RUN",
+    )
+    out: str = knob("curve.png", "where to write the PNG", nonempty=True)
+    title: str | None = knob(None, "the plot's title; default: the run names")
 
 
 @dataclass
@@ -82,8 +87,12 @@ def figure(all_curves: list[Curves], title: str | None = None):
             steps, times, bpc = series
             if not steps:
                 continue
-            kw = {"color": f"C{i % 10}", "label": f"{c.name} {label}", "markersize": 4,
-                  "linewidth": 1.2 if style == "-" else 1.5}  # fmt: skip
+            kw = {
+                "color": f"C{i % 10}",
+                "label": f"{c.name} {label}",
+                "markersize": 4,
+                "linewidth": 1.2 if style == "-" else 1.5,
+            }
             by_step.plot(steps, bpc, style, **kw)
             by_time.plot([t / scale for t in times], bpc, style, **kw)
     by_step.set_xlabel("step")

@@ -31,8 +31,8 @@ from dataclasses import dataclass
 from importlib import resources
 
 from charrnn import knobs
-from charrnn.errors import CharRNNError
 from charrnn.data.vocab import describe_chars
+from charrnn.errors import CharRNNError
 from charrnn.inspection.trace import trace, trace_payload
 from charrnn.knobs import Checked, knob
 from charrnn.sampling.generate import SampleConfig, prime_ids, sample
@@ -43,17 +43,23 @@ DEFAULTS = {"prime": "", "length": 200, "temperature": 0.8, "top_k": 0, "top_p":
 
 @dataclass
 class ServeConfig(Checked):
-    host: str = knob("127.0.0.1", 'address to listen on; 127.0.0.1 = this machine only, 0.0.0.0 = every network '
-                                  '(careful)', nonempty=True)  # fmt: skip
-    port: int = knob(8000, 'TCP port to listen on', ge=1, le=65535, off=(0, "a free port the system picks"))
-    max_length: int = knob(1000, 'the most characters one request may generate', ge=1)
-    max_prime: int = knob(1000, 'the most characters of prime text one request may send', ge=1)
-    max_temperature: float = knob(5.0, 'the highest temperature a request may ask for', gt=0)
-    workers: int = knob(4, 'generations run at once; more requests wait their turn', ge=1)
-    max_beam: int = knob(8, 'the most beams a beam-search request may ask for', ge=1, off=(0, "no beam search"))
-    novelty: bool = knob(False, "report with every generation the longest stretch copied from the run's training "
-                                "text and the share of its 20-character windows found there (indexes the training "
-                                "text at start)")  # fmt: skip
+    host: str = knob(
+        "127.0.0.1",
+        "address to listen on; 127.0.0.1 = this machine only, 0.0.0.0 = every network (careful)",
+        nonempty=True,
+    )
+    port: int = knob(8000, "TCP port to listen on", ge=1, le=65535, off=(0, "a free port the system picks"))
+    max_length: int = knob(1000, "the most characters one request may generate", ge=1)
+    max_prime: int = knob(1000, "the most characters of prime text one request may send", ge=1)
+    max_temperature: float = knob(5.0, "the highest temperature a request may ask for", gt=0)
+    workers: int = knob(4, "generations run at once; more requests wait their turn", ge=1)
+    max_beam: int = knob(8, "the most beams a beam-search request may ask for", ge=1, off=(0, "no beam search"))
+    novelty: bool = knob(
+        False,
+        "report with every generation the longest stretch copied from the run's training "
+        "text and the share of its 20-character windows found there (indexes the training "
+        "text at start)",
+    )
 
 
 class BadRequest(Exception):
@@ -70,8 +76,11 @@ class _Cancelled(Exception):
 
 def request_defaults(config: ServeConfig) -> dict:
     """What a request leaves out, within this server's limits."""
-    return {**DEFAULTS, "length": min(DEFAULTS["length"], config.max_length),
-            "temperature": min(DEFAULTS["temperature"], config.max_temperature)}  # fmt: skip
+    return {
+        **DEFAULTS,
+        "length": min(DEFAULTS["length"], config.max_length),
+        "temperature": min(DEFAULTS["temperature"], config.max_temperature),
+    }
 
 
 def parse_request(body: object, config: ServeConfig, vocab_size: int) -> SampleConfig:
@@ -90,8 +99,12 @@ def parse_request(body: object, config: ServeConfig, vocab_size: int) -> SampleC
     # JSON has one kind of number: 3.0 is as good an integer as 3.
     whole = {k: int(v) for k, v in body.items() if kinds[k] == "int" and isinstance(v, float) and v.is_integer()}
     sc = SampleConfig(**{**request_defaults(config), **body, **whole})
-    limits = {"length": {"ge": 1, "le": config.max_length}, "temperature": {"le": config.max_temperature},
-              "top_k": {"le": vocab_size}, "beam": {"le": config.max_beam}}  # fmt: skip
+    limits = {
+        "length": {"ge": 1, "le": config.max_length},
+        "temperature": {"le": config.max_temperature},
+        "top_k": {"le": vocab_size},
+        "beam": {"le": config.max_beam},
+    }
     try:
         knobs.check(sc, as_field=True, tighter=limits)
     except CharRNNError as e:
@@ -115,13 +128,23 @@ class Playground:
     def info(self) -> dict:
         c, s = self.model.config, self.config
         return {
-            "name": self.name, "cell": c.cell, "layers": c.layers, "hidden_size": c.hidden_size,
-            "vocab_size": self.vocab.size, "encoding": self.vocab.encoding,
-            "limits": {"length": s.max_length, "prime": s.max_prime, "temperature": s.max_temperature,
-                       "top_k": self.vocab.size, "beam": s.max_beam, "body_bytes": MAX_BODY},
+            "name": self.name,
+            "cell": c.cell,
+            "layers": c.layers,
+            "hidden_size": c.hidden_size,
+            "vocab_size": self.vocab.size,
+            "encoding": self.vocab.encoding,
+            "limits": {
+                "length": s.max_length,
+                "prime": s.max_prime,
+                "temperature": s.max_temperature,
+                "top_k": self.vocab.size,
+                "beam": s.max_beam,
+                "body_bytes": MAX_BODY,
+            },
             "defaults": {k: v for k, v in request_defaults(s).items() if k != "seed"},
             "novelty": self.novelty is not None,
-        }  # fmt: skip
+        }
 
     def check_prime(self, sc: SampleConfig) -> None:
         if missing := self.vocab.unknown(sc.prime):

@@ -157,12 +157,17 @@ def trace_payload(tr: Trace, vocab: Vocab) -> dict:
     for ki in range(K):
         for li in range(L):
             a = tr.acts[ki, li]  # (T, H)
-            groups.append({
-                "kind": tr.kinds[ki], "layer": li + 1, "size": H,
-                "min": float(a.min()) if T else 0.0, "max": float(a.max()) if T else 0.0,
-                "data": _b64(a.T),
-                "scores": {name: [round(float(v), 6) for v in s[ki, li]] for name, s in scores.items()},
-            })  # fmt: skip
+            groups.append(
+                {
+                    "kind": tr.kinds[ki],
+                    "layer": li + 1,
+                    "size": H,
+                    "min": float(a.min()) if T else 0.0,
+                    "max": float(a.max()) if T else 0.0,
+                    "data": _b64(a.T),
+                    "scores": {name: [round(float(v), 6) for v in s[ki, li]] for name, s in scores.items()},
+                }
+            )
     return {
         "labels": labels,
         "vocab": [vocab.decode([i]) if vocab.encoding == "utf-8" else _byte_name(i) for i in range(vocab.size)],

@@ -15,19 +15,20 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from charrnn.errors import CharRNNError, os_error
 from charrnn.inspection.trace import trace, trace_payload
 from charrnn.knobs import Checked, knob
-from charrnn.errors import CharRNNError, os_error
 
 
 @dataclass
 class VizConfig(Checked):
-    text: str | None = knob(None, 'the text to read, given inline (instead of --data)')
-    data: str | None = knob(None, 'the text to read: a file (UTF-8)', nonempty=True)
-    out: str = knob("report.html", 'where to write the HTML report', nonempty=True)
-    max_chars: int = knob(2000, 'read at most this many characters of the text: the report stores every neuron '
-                                'at every position', ge=1)  # fmt: skip
-    unknown: str = knob("skip", 'characters outside the vocabulary: skip them, or error', choices=("error", "skip"))
+    text: str | None = knob(None, "the text to read, given inline (instead of --data)")
+    data: str | None = knob(None, "the text to read: a file (UTF-8)", nonempty=True)
+    out: str = knob("report.html", "where to write the HTML report", nonempty=True)
+    max_chars: int = knob(
+        2000, "read at most this many characters of the text: the report stores every neuron at every position", ge=1
+    )
+    unknown: str = knob("skip", "characters outside the vocabulary: skip them, or error", choices=("error", "skip"))
 
     def rules(self) -> None:
         if (self.text is None) == (self.data is None):
@@ -80,9 +81,11 @@ def build_report(model, vocab, text: str, title: str, max_chars: int = 2000, unk
     payload = trace_payload(trace(model, ids), vocab)
     c = model.config
     bits = [s for s in payload["surprisal"] if s is not None]
-    meta = (f"{c.cell.upper()}, {c.layers} layer(s) of {c.hidden_size} units; {len(ids)} positions"
-            + (f" (the first {max_chars} of {len(text)} characters)" if len(text) > max_chars else "")
-            + (f"; mean surprisal {sum(bits) / len(bits):.3f} bits/char" if bits else ""))  # fmt: skip
+    meta = (
+        f"{c.cell.upper()}, {c.layers} layer(s) of {c.hidden_size} units; {len(ids)} positions"
+        + (f" (the first {max_chars} of {len(text)} characters)" if len(text) > max_chars else "")
+        + (f"; mean surprisal {sum(bits) / len(bits):.3f} bits/char" if bits else "")
+    )
     return render_report(payload, title, meta), payload
 
 

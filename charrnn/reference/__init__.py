@@ -30,7 +30,24 @@ from charrnn.reference.model import CharRNN, ModelConfig, Stepper, cross_entropy
 from charrnn.reference.optim import SGD, Adagrad, Adam, RMSProp, clip_grad_norm, make_optimizer
 
 __all__ = [
-    "CELLS", "GRU", "LSTM", "RNN", "CharRNN", "ModelConfig", "Stepper", "SGD", "Adagrad", "Adam", "RMSProp",
-    "clip_grad_norm", "cross_entropy", "from_state_dict", "grad_check", "hello", "load", "make_optimizer", "save",
+    "CELLS",
+    "GRU",
+    "LSTM",
+    "RNN",
+    "CharRNN",
+    "ModelConfig",
+    "Stepper",
+    "SGD",
+    "Adagrad",
+    "Adam",
+    "RMSProp",
+    "clip_grad_norm",
+    "cross_entropy",
+    "from_state_dict",
+    "grad_check",
+    "hello",
+    "load",
+    "make_optimizer",
+    "save",
     "to_state_dict",
-]  # fmt: skip
+]

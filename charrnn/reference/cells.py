@@ -96,8 +96,8 @@ class Cell:
 class RNN(Cell):
     """The vanilla RNN of the article.
 
-        h_t = tanh(W_hh @ h_{t-1} + W_xh @ x_t + b_h)
-        y_t = W_hy @ h_t + b_y
+    h_t = tanh(W_hh @ h_{t-1} + W_xh @ x_t + b_h)
+    y_t = W_hy @ h_t + b_y
     """
 
     def step(self, x: np.ndarray) -> np.ndarray:

@@ -28,9 +28,9 @@ from pathlib import Path
 import numpy as np
 
 from charrnn import checkpoint as ckpt
+from charrnn.data.vocab import Vocab
 from charrnn.errors import CharRNNError
 from charrnn.reference.model import CharRNN, ModelConfig
-from charrnn.data.vocab import Vocab
 
 
 def to_state_dict(model: CharRNN) -> dict[str, np.ndarray]:
@@ -40,8 +40,14 @@ def to_state_dict(model: CharRNN) -> dict[str, np.ndarray]:
         bias_hh = np.zeros_like(layer.b_h)
         if model.config.cell == "gru":
             bias_hh[2 * layer.hidden_size :] = layer.b_hn
-        out.update({f"rnn.weight_ih_l{k}": layer.W_xh, f"rnn.weight_hh_l{k}": layer.W_hh,
-                    f"rnn.bias_ih_l{k}": layer.b_h, f"rnn.bias_hh_l{k}": bias_hh})  # fmt: skip
+        out.update(
+            {
+                f"rnn.weight_ih_l{k}": layer.W_xh,
+                f"rnn.weight_hh_l{k}": layer.W_hh,
+                f"rnn.bias_ih_l{k}": layer.b_h,
+                f"rnn.bias_hh_l{k}": bias_hh,
+            }
+        )
     out["head.weight"], out["head.bias"] = model.top.W_hy, model.top.b_y
     return out
 

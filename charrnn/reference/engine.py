@@ -55,9 +55,11 @@ class ReferenceEngine:
         self.model.embedding, self.model.layers = loaded.embedding, loaded.layers
 
     def state_dict(self, hidden: State | None) -> dict:
-        return {"params": {k: v.copy() for k, v in self.model.params().items()},
-                "optimizer": copy.deepcopy({"state": self.optimizer.state, "t": self.optimizer.t}),
-                "hidden": [s.copy() for s in hidden] if hidden is not None else []}  # fmt: skip
+        return {
+            "params": {k: v.copy() for k, v in self.model.params().items()},
+            "optimizer": copy.deepcopy({"state": self.optimizer.state, "t": self.optimizer.t}),
+            "hidden": [s.copy() for s in hidden] if hidden is not None else [],
+        }
 
     def load_state_dict(self, d: dict, batch_size: int, seed: int, step: int) -> State | None:
         for name, p in self.model.params().items():

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from charrnn.data.vocab import Vocab
 from charrnn.knobs import MAX_SEED, Checked, knob
 from charrnn.reference.model import CharRNN, ModelConfig
 from charrnn.reference.optim import Adam
-from charrnn.data.vocab import Vocab
 
 WORD = "hello"
 VOCAB = Vocab("utf-8", tuple("helo"))  # the article's order, not sorted
@@ -26,10 +26,10 @@ VOCAB = Vocab("utf-8", tuple("helo"))  # the article's order, not sorted
 
 @dataclass
 class HelloConfig(Checked):
-    hidden_size: int = knob(3, 'hidden units of the RNN; 3 as in the article', ge=1)
-    steps: int = knob(100, 'training steps of Adam', ge=1)
-    lr: float = knob(0.1, 'learning rate', gt=0)
-    seed: int = knob(0, 'random seed for the initial weights', ge=0, le=MAX_SEED)
+    hidden_size: int = knob(3, "hidden units of the RNN; 3 as in the article", ge=1)
+    steps: int = knob(100, "training steps of Adam", ge=1)
+    lr: float = knob(0.1, "learning rate", gt=0)
+    seed: int = knob(0, "random seed for the initial weights", ge=0, le=MAX_SEED)
 
 
 @dataclass

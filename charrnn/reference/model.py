@@ -102,8 +102,10 @@ class CharRNN:
         The final state's gradient is zero: training cuts the graph at each batch's end."""
         x, Hs, caches = cache
         V, L = dlogits.shape[-1], len(self.layers)
-        grads = {f"layers.{L - 1}.W_hy": dlogits.reshape(-1, V).T @ Hs.reshape(-1, Hs.shape[-1]),
-                 f"layers.{L - 1}.b_y": dlogits.sum(axis=(0, 1))}  # fmt: skip
+        grads = {
+            f"layers.{L - 1}.W_hy": dlogits.reshape(-1, V).T @ Hs.reshape(-1, Hs.shape[-1]),
+            f"layers.{L - 1}.b_y": dlogits.sum(axis=(0, 1)),
+        }
         dX = dlogits @ self.top.W_hy  # (B, T, H): into the top layer's hidden states
         for k in reversed(range(L)):
             dX, g = self.layers[k].backward(dX, caches[k])

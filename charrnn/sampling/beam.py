@@ -67,8 +67,16 @@ class _Ending:
         return self.stop is not None and ids[-len(self.stop) :] == self.stop
 
 
-def beam_search(stepper, prime: np.ndarray, width: int, length: int, alpha: float = 1.0, end_id: int | None = None,
-                stop_ids: list[int] | None = None, keep: int = 1) -> list[Hypothesis]:  # fmt: skip
+def beam_search(
+    stepper,
+    prime: np.ndarray,
+    width: int,
+    length: int,
+    alpha: float = 1.0,
+    end_id: int | None = None,
+    stop_ids: list[int] | None = None,
+    keep: int = 1,
+) -> list[Hypothesis]:
     """The `keep` best hypotheses (best first) continuing `prime` ((P,) ids, P >= 1) by up
     to `length` ids, found with `width` beams. A hypothesis ends when it emits `end_id`
     or writes `stop_ids`; those ids are kept in its ids (callers drop them from the text)."""
@@ -167,8 +175,9 @@ def beam_texts(stepper, vocab, prime: np.ndarray, config, end_id: int | None = N
         stop_ids = vocab.encode_lenient(config.stop).tolist()
         if min(stop_ids) < 0:
             stop_ids = None  # the stop string holds characters the model cannot write: it never ends a beam
-    found = beam_search(stepper, prime, config.beam, config.length, config.length_alpha, end_id, stop_ids,
-                        keep=config.num_samples)  # fmt: skip
+    found = beam_search(
+        stepper, prime, config.beam, config.length, config.length_alpha, end_id, stop_ids, keep=config.num_samples
+    )
     texts = []
     for h in found:
         ids = h.ids

@@ -17,61 +17,103 @@ the stop string (docs/sampling-speed.md).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 
+from charrnn.data.vocab import Vocab
 from charrnn.errors import CharRNNError
 from charrnn.knobs import MAX_SEED, Checked, knob
 from charrnn.sampling.numpy_stepper import NumpyStepper
-from charrnn.data.vocab import Vocab
 
 
 @dataclass
 class SampleConfig(Checked):
-    prime: str = knob("", 'text to start from (printed first); default: start after a newline')
-    length: int = knob(500, 'characters to generate per sample; for a model of items (--items), the most a '
-                            'sample may have before it is cut', ge=0)  # fmt: skip
-    temperature: float = knob(1.0, 'softmax temperature: below 1 is safer, above 1 wilder', gt=0,
-                              off=(0, "always the most likely character"))  # fmt: skip
-    top_k: int = knob(0, 'sample only from the k most likely characters', ge=1, off=(0, "off"))
-    top_p: float = knob(1.0, 'nucleus sampling: sample from the smallest set of characters whose probability '
-                             'reaches p; 1 = off', gt=0, le=1)  # fmt: skip
-    seed: int | None = knob(None, 'random seed: the same seed gives the same text; default: a fresh one each run',
-                            ge=0, le=MAX_SEED)  # fmt: skip
-    num_samples: int = knob(1, 'number of samples, generated together as one batch', ge=1)
-    stop: str | None = knob(None, 'end a sample when it writes this string (the string is not printed)')
-    unknown: str = knob("error", 'what to do with prime characters outside the vocabulary: error, or skip them',
-                        choices=("error", "skip"))  # fmt: skip
-    prime_file: str | None = knob(None, 'read the prime from this UTF-8 file, for primes too long for a command line '
-                                  '(used as it is, a final newline included); not with --prime', nonempty=True)  # fmt: skip
-    beam: int = knob(0, 'beam search with N beams: the most likely continuation found keeping N candidates, instead '
-                        'of sampling (temperature, top-k, top-p and seed do not apply); 1 = greedy', ge=1,
-                     off=(0, "off"))  # fmt: skip
-    length_alpha: float = knob(1.0, 'beam search ranks continuations of different lengths (ended by --stop) by total '
-                                    'log-probability / length**alpha: 0 = the total (favours ending early), 1 = per '
-                                    'character', ge=0)  # fmt: skip
-    novelty: bool = knob(False, 'report for every sample the longest stretch copied verbatim from the training text '
-                                'and the share of its 20-character windows found there (indexes the training text on '
-                                'first use)')  # fmt: skip
-    novelty_data: str | None = knob(None, "the training text that --novelty compares with (a file, folder or glob); "
-                                          "default: the run's own, from its checkpoint.json", nonempty=True)  # fmt: skip
-    novel_only: bool = knob(False, 'a model of items (--items): keep sampling until --num-samples items that are '
-                                   'not in the training set are found')  # fmt: skip
-    interactive: bool = knob(False, 'a prompt loop: type a prime, get a continuation; :help lists the commands that '
-                                    'change temperature, length, seed, ...; Ctrl-D ends it')  # fmt: skip
+    prime: str = knob("", "text to start from (printed first); default: start after a newline")
+    length: int = knob(
+        500,
+        "characters to generate per sample; for a model of items (--items), the most a "
+        "sample may have before it is cut",
+        ge=0,
+    )
+    temperature: float = knob(
+        1.0, "softmax temperature: below 1 is safer, above 1 wilder", gt=0, off=(0, "always the most likely character")
+    )
+    top_k: int = knob(0, "sample only from the k most likely characters", ge=1, off=(0, "off"))
+    top_p: float = knob(
+        1.0,
+        "nucleus sampling: sample from the smallest set of characters whose probability reaches p; 1 = off",
+        gt=0,
+        le=1,
+    )
+    seed: int | None = knob(
+        None, "random seed: the same seed gives the same text; default: a fresh one each run", ge=0, le=MAX_SEED
+    )
+    num_samples: int = knob(1, "number of samples, generated together as one batch", ge=1)
+    stop: str | None = knob(None, "end a sample when it writes this string (the string is not printed)")
+    unknown: str = knob(
+        "error",
+        "what to do with prime characters outside the vocabulary: error, or skip them",
+        choices=("error", "skip"),
+    )
+    prime_file: str | None = knob(
+        None,
+        "read the prime from this UTF-8 file, for primes too long for a command line "
+        "(used as it is, a final newline included); not with --prime",
+        nonempty=True,
+    )
+    beam: int = knob(
+        0,
+        "beam search with N beams: the most likely continuation found keeping N candidates, instead "
+        "of sampling (temperature, top-k, top-p and seed do not apply); 1 = greedy",
+        ge=1,
+        off=(0, "off"),
+    )
+    length_alpha: float = knob(
+        1.0,
+        "beam search ranks continuations of different lengths (ended by --stop) by total "
+        "log-probability / length**alpha: 0 = the total (favours ending early), 1 = per "
+        "character",
+        ge=0,
+    )
+    novelty: bool = knob(
+        False,
+        "report for every sample the longest stretch copied verbatim from the training text "
+        "and the share of its 20-character windows found there (indexes the training text on "
+        "first use)",
+    )
+    novelty_data: str | None = knob(
+        None,
+        "the training text that --novelty compares with (a file, folder or glob); "
+        "default: the run's own, from its checkpoint.json",
+        nonempty=True,
+    )
+    novel_only: bool = knob(
+        False,
+        "a model of items (--items): keep sampling until --num-samples items that are "
+        "not in the training set are found",
+    )
+    interactive: bool = knob(
+        False,
+        "a prompt loop: type a prime, get a continuation; :help lists the commands that "
+        "change temperature, length, seed, ...; Ctrl-D ends it",
+    )
 
     def rules(self) -> None:
         if self.beam and self.num_samples > self.beam:
-            raise CharRNNError(f"--num-samples {self.num_samples} asks for more continuations than --beam {self.beam} keeps")
+            raise CharRNNError(
+                f"--num-samples {self.num_samples} asks for more continuations than --beam {self.beam} keeps"
+            )
         if self.prime and self.prime_file:
             raise CharRNNError("give the prime with --prime or with --prime-file, not both")
         if self.interactive and (self.prime or self.prime_file or self.num_samples != 1):
-            raise CharRNNError("--interactive reads its primes at the prompt and writes one continuation at a time; "
-                               "drop --prime, --prime-file and --num-samples")  # fmt: skip
+            raise CharRNNError(
+                "--interactive reads its primes at the prompt and writes one continuation at a time; "
+                "drop --prime, --prime-file and --num-samples"
+            )
 
 
 def read_prime_file(path: str) -> str:
@@ -123,7 +165,9 @@ def top_p_mask(logits: np.ndarray, p: float) -> np.ndarray:
     return np.where(drop, -np.inf, logits)
 
 
-def sample_next(logits: np.ndarray, temperature: float, top_k: int, top_p: float, rng: np.random.Generator) -> np.ndarray:
+def sample_next(
+    logits: np.ndarray, temperature: float, top_k: int, top_p: float, rng: np.random.Generator
+) -> np.ndarray:
     """(B, V) logits -> (B,) ids: greedy at temperature 0, else a draw from the masked softmax."""
     if temperature == 0:
         return logits.argmax(axis=-1)

@@ -72,8 +72,11 @@ class Novelty:
 
     def line(self) -> str:
         shown = self.stretch if len(self.stretch) <= 60 else self.stretch[:57] + "..."
-        share = f"{100 * self.share:.1f}% of its {self.windows} {WINDOW}-character windows" if self.windows else (
-            f"no {WINDOW}-character windows (only {self.length} characters)")  # fmt: skip
+        share = (
+            f"{100 * self.share:.1f}% of its {self.windows} {WINDOW}-character windows"
+            if self.windows
+            else (f"no {WINDOW}-character windows (only {self.length} characters)")
+        )
         chars = "character" if self.longest == 1 else "characters"
         return f"longest stretch copied from the training text: {self.longest} {chars} {shown!r}; {share} occur there"
 
@@ -94,8 +97,11 @@ class _Chunk:
         """Up to m ids of the chunk from `at`, as comparable bytes."""
         m = max(0, min(m, self.length - at))
         raw = os.pread(self.ids_fd, m * self.dtype.itemsize, (self.start + at) * self.dtype.itemsize)
-        return raw if self.dtype.itemsize == 1 else np.frombuffer(raw, self.dtype.newbyteorder("<")).astype(
-            self.dtype.newbyteorder(">")).tobytes()  # fmt: skip
+        return (
+            raw
+            if self.dtype.itemsize == 1
+            else np.frombuffer(raw, self.dtype.newbyteorder("<")).astype(self.dtype.newbyteorder(">")).tobytes()
+        )
 
     def longest(self, target: bytes) -> tuple[int, int]:
         """(length, chunk position) of the longest prefix of `target` occurring in the chunk.
@@ -130,8 +136,16 @@ def _common_prefix(a: bytes, b: bytes) -> int:
 class NoveltyIndex:
     """Chunked suffix arrays of ids[:n] of an id file (see the module docstring)."""
 
-    def __init__(self, ids_path: Path, dtype: np.dtype, n: int, vocab: Vocab, log: Callable[[str], None] | None = None,
-                 chunk: int | None = None, overlap: int = OVERLAP):  # fmt: skip
+    def __init__(
+        self,
+        ids_path: Path,
+        dtype: np.dtype,
+        n: int,
+        vocab: Vocab,
+        log: Callable[[str], None] | None = None,
+        chunk: int | None = None,
+        overlap: int = OVERLAP,
+    ):
         """The index of ids_path's first n ids (dtype as stored), built if missing or stale.
         chunk and overlap (ids) apply to a build; tests make them small."""
         self.ids_path, self.dtype, self.n, self.vocab = Path(ids_path), np.dtype(dtype), n, vocab
@@ -223,9 +237,15 @@ class NoveltyIndex:
         i = int(np.argmax(ms)) if len(ms) else 0
         longest = int(ms[i]) if len(ms) else 0
         windows = max(0, len(ids) - WINDOW + 1)
-        return Novelty(length=len(ids), longest=longest, at=i if longest else -1,
-                       source=int(where[i]) if longest else -1, stretch=self.vocab.decode(ids[i : i + longest]),
-                       windows=windows, copied=int((ms[:windows] >= WINDOW).sum()))  # fmt: skip
+        return Novelty(
+            length=len(ids),
+            longest=longest,
+            at=i if longest else -1,
+            source=int(where[i]) if longest else -1,
+            stretch=self.vocab.decode(ids[i : i + longest]),
+            windows=windows,
+            copied=int((ms[:windows] >= WINDOW).sum()),
+        )
 
 
 def index_for_run(meta: dict, data: str | None = None, log: Callable[[str], None] | None = None) -> NoveltyIndex:
@@ -257,8 +277,10 @@ class ItemSet:
 
     @staticmethod
     def digest(items: Iterable[str]) -> np.ndarray:
-        return np.fromiter((int.from_bytes(hashlib.blake2b(s.encode("utf-8"), digest_size=8).digest(), "little")
-                            for s in items), dtype=np.uint64)  # fmt: skip
+        return np.fromiter(
+            (int.from_bytes(hashlib.blake2b(s.encode("utf-8"), digest_size=8).digest(), "little") for s in items),
+            dtype=np.uint64,
+        )
 
     @classmethod
     def build(cls, items: Iterable[str], batch: int = 1 << 20) -> ItemSet:
@@ -299,7 +321,8 @@ def items_for_run(meta: dict) -> ItemSet:
         raise CharRNNError("--novel-only is for a model trained on items (--items); this one read one long text")
     corpus = load_corpus(config, vocab, unknown="skip")
     train = cut_items(corpus.ids, newline_id(vocab), config.items, corpus.file_ids).split(
-        config.val_fraction, config.test_fraction)[0]  # fmt: skip
+        config.val_fraction, config.test_fraction
+    )[0]
     name = f"items-{config.items}-{config.val_fraction}-{config.test_fraction}.npy"
     return ItemSet.cached(corpus.cache / name, lambda: (vocab.decode(train.item(k)) for k in range(len(train))))
 
@@ -318,5 +341,7 @@ def sample_novel(model, vocab: Vocab, config, seen: ItemSet, rounds: int = 50) -
         found += [t for t, old in zip(texts, seen.items_seen(texts)) if not old and t]
         if len(found) >= config.num_samples:
             return found[: config.num_samples]
-    raise CharRNNError(f"--novel-only found {len(found)} new items of {config.num_samples} in {rounds} batches: the "
-                       "model writes back its training items; raise --temperature or train it less")  # fmt: skip
+    raise CharRNNError(
+        f"--novel-only found {len(found)} new items of {config.num_samples} in {rounds} batches: the "
+        "model writes back its training items; raise --temperature or train it less"
+    )

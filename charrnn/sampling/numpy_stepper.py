@@ -8,7 +8,7 @@ ufuncs writing into buffers allocated in `prime()`: no per-step allocation, no
 torch dispatch. The equations are exactly PyTorch's (see the cell methods), so
 logits agree with `TorchStepper` to float32 rounding (~1e-6).
 
-Shapes (as in model.py): B rows, H hidden, V vocabulary, L layers, G gates per
+Shapes (as in engines/config.py): B rows, H hidden, V vocabulary, L layers (j: one of them), G gates per
 cell (rnn 1, lstm 4, gru 3). Activations are stored feature-major, (features, B),
 so that every per-layer and per-gate slice is a contiguous block for any B (NumPy
 buffers, i.e. allocates, when a ufunc works on strided views). Weights keep
@@ -18,9 +18,9 @@ PyTorch's (G*H, in) layout, and a layer is W @ x. The work of one step:
                                                  once: W_ih0 @ embedding^T (or W_ih0
                                                  itself for one-hot) + biases; a step
                                                  copies B columns
-    S (L*H, B) = [h_0; h_1; ...; h_{L-1}]        every layer's h stacked, so layer l's
-                                                 input [h_{l-1} new; h_l old] is the row
-                                                 block S[(l-1)H:(l+1)H] and one product
+    S (L*H, B) = [h_0; h_1; ...; h_{L-1}]        every layer's h stacked, so layer j's
+                                                 input [h_{j-1} new; h_l old] is the row
+                                                 block S[(j-1)H:(j+1)H] and one product
                                                  with [W_ih_l | W_hh_l] (G*H, 2H) gives
                                                  all its gates (rnn, lstm)
     logits (B, V) = h_{L-1}^T @ W_head^T + b_head, returned as float64
@@ -71,7 +71,7 @@ class NumpyStepper:
         if c.cell == "lstm":  # PyTorch's (i, f, g, o) -> (i, f, o, g)
             order = np.concatenate([order[: 2 * H], order[3 * H :], order[2 * H : 3 * H]])
         scale = np.where(np.arange(G * H) < self.n_sig * H, 0.5, 1.0)[:, None]  # (G*H, 1) sigmoid gates: a/2
-        b_hh = [w[f"rnn.bias_hh_l{l}"].astype(np.float64) for l in range(L)]
+        b_hh = [w[f"rnn.bias_hh_l{j}"].astype(np.float64) for j in range(L)]
         if c.cell == "gru":  # b_hn stays on the hidden side, inside r * (W_hn h + b_hn)
             b_hn = [b[2 * H :].copy() for b in b_hh]
             self.b_hn0 = _f32(b_hn[0][:, None])  # (H, 1); layers >= 1 have it in their bias
@@ -88,26 +88,26 @@ class NumpyStepper:
         x0 = w_ih0 @ w["embedding.weight"].T.astype(np.float64) if "embedding.weight" in w else w_ih0
         self.table = rows(x0 + (w["rnn.bias_ih_l0"] + b_hh[0])[:, None])  # float64 sum
         self.table_rows = np.ascontiguousarray(self.table.T)  # (V, G*H): a faster gather at B = 1
-        self.w_hh = [rows(w[f"rnn.weight_hh_l{l}"]) for l in range(L)]  # (G*H, H)
-        self.w_ih = [None] + [rows(w[f"rnn.weight_ih_l{l}"]) for l in range(1, L)]  # (G*H, H)
-        self.bias = [None] + [rows((w[f"rnn.bias_ih_l{l}"] + b_hh[l])[:, None]) for l in range(1, L)]  # (G*H, 1)
+        self.w_hh = [rows(w[f"rnn.weight_hh_l{j}"]) for j in range(L)]  # (G*H, H)
+        self.w_ih = [None] + [rows(w[f"rnn.weight_ih_l{j}"]) for j in range(1, L)]  # (G*H, H)
+        self.bias = [None] + [rows((w[f"rnn.bias_ih_l{j}"] + b_hh[j])[:, None]) for j in range(1, L)]  # (G*H, 1)
         if c.cell == "gru":  # the (4H, 2H) block matrix of the docstring, and its bias [b_r; b_z; b_in; b_hn]
             self.w_xh, self.bias = [None], [None]
-            for l in range(1, L):
-                w_i, w_h = self.w_ih[l], self.w_hh[l]
+            for j in range(1, L):
+                w_i, w_h = self.w_ih[j], self.w_hh[j]
                 block = np.zeros((4 * H, 2 * H), np.float32)
                 block[: 2 * H, :H], block[: 2 * H, H:] = w_i[: 2 * H], w_h[: 2 * H]
                 block[2 * H : 3 * H, :H], block[3 * H :, H:] = w_i[2 * H :], w_h[2 * H :]
                 self.w_xh.append(block)
-                b = rows((w[f"rnn.bias_ih_l{l}"] + b_hh[l])[:, None])  # b_hn was zeroed in b_hh above
-                self.bias.append(np.concatenate([b, _f32(b_hn[l][:, None])]))  # (4H, 1)
+                b = rows((w[f"rnn.bias_ih_l{j}"] + b_hh[j])[:, None])  # b_hn was zeroed in b_hh above
+                self.bias.append(np.concatenate([b, _f32(b_hn[j][:, None])]))  # (4H, 1)
             self.w_ih, self.w_hh = None, self.w_hh[:1]
-        else:  # one product for [W_ih | W_hh] @ [x; h]: (G*H, 2H) replaces both, for l >= 1
-            self.w_xh = [None] + [np.concatenate([self.w_ih[l], self.w_hh[l]], axis=1) for l in range(1, L)]
+        else:  # one product for [W_ih | W_hh] @ [x; h]: (G*H, 2H) replaces both, for j >= 1
+            self.w_xh = [None] + [np.concatenate([self.w_ih[j], self.w_hh[j]], axis=1) for j in range(1, L)]
             self.w_ih, self.w_hh = None, self.w_hh[:1]
         self.w_head_t = _f32(w["head.weight"].T)  # (H, V)
         self.b_head = _f32(w["head.bias"])  # (V,)
-        self._update = {"rnn": self._rnn, "lstm": self._lstm, "gru": self._gru}[c.cell]  # (l) -> None
+        self._update = {"rnn": self._rnn, "lstm": self._lstm, "gru": self._gru}[c.cell]  # (j) -> None
         self.B = 0
 
     # -- buffers ---------------------------------------------------------------------
@@ -123,9 +123,9 @@ class NumpyStepper:
         self.other = np.empty((G * H, B), np.float32)  # layer 0's table columns (rnn, lstm) or hidden side (gru)
         self.logits32 = np.empty((B, self.V), np.float32)
         self.logits = np.empty((B, self.V), np.float64)
-        self.h = [self.S[l * H : (l + 1) * H] for l in range(L)]  # (H, B) each
-        self.c = [self.C[l * H : (l + 1) * H] for l in range(L)]
-        self.xh = [None] + [self.S[(l - 1) * H : (l + 1) * H] for l in range(1, L)]  # (2H, B)
+        self.h = [self.S[j * H : (j + 1) * H] for j in range(L)]  # (H, B) each
+        self.c = [self.C[j * H : (j + 1) * H] for j in range(L)]
+        self.xh = [None] + [self.S[(j - 1) * H : (j + 1) * H] for j in range(1, L)]  # (2H, B)
         self.h_last_t = self.h[-1].T  # (B, H), Fortran-ordered: BLAS reads it transposed, no copy
         self.g = [self.gates[k * H : (k + 1) * H] for k in range(n_rows // H)]  # (H, B) per gate
         self.o = [self.other[k * H : (k + 1) * H] for k in range(G)]
@@ -168,8 +168,8 @@ class NumpyStepper:
         # default "raise" buffers); ids come from the sampler, always in [0, V).
         src, axis, out = self.gather
         src.take(ids, axis, out, "clip")
-        for l in range(self.L):
-            self._update(l)
+        for j in range(self.L):
+            self._update(j)
         np.dot(self.h_last_t, self.w_head_t, out=self.logits32)
         np.add(self.logits32, self.b_head_B, out=self.logits32)
         np.copyto(self.logits, self.logits32)  # float32 -> float64; a casting ufunc would buffer
@@ -185,16 +185,16 @@ class NumpyStepper:
         np.copyto(self.S, S)  # in place: the per-layer views made by _allocate point into S and C
         np.copyto(self.C, C)
 
-    # -- the cells: each updates layer l's h (and c) in place ---------------------------
+    # -- the cells: each updates layer j's h (and c) in place ---------------------------
 
-    def _preact(self, l: int) -> None:
-        """gates = W_ih x + W_hh h + b_ih + b_hh, for rnn and lstm (one product for l >= 1)."""
-        if l == 0:
+    def _preact(self, j: int) -> None:
+        """gates = W_ih x + W_hh h + b_ih + b_hh, for rnn and lstm (one product for j >= 1)."""
+        if j == 0:
             np.dot(self.w_hh[0], self.h[0], out=self.gates)
             np.add(self.gates, self.other, out=self.gates)  # + the table columns
         else:
-            np.dot(self.w_xh[l], self.xh[l], out=self.gates)
-            np.add(self.gates, self.bias_B[l], out=self.gates)
+            np.dot(self.w_xh[j], self.xh[j], out=self.gates)
+            np.add(self.gates, self.bias_B[j], out=self.gates)
 
     def _sigmoid(self, a: np.ndarray) -> None:
         """In place: a holds a/2 (weights pre-scaled), becomes sigmoid(a) = 0.5 + 0.5 tanh(a/2)."""
@@ -202,14 +202,14 @@ class NumpyStepper:
         np.multiply(a, 0.5, out=a)
         np.add(a, 0.5, out=a)
 
-    def _rnn(self, l: int) -> None:
-        self._preact(l)
-        np.tanh(self.gates, out=self.h[l])  # h' = tanh(W_ih x + b_ih + W_hh h + b_hh)
+    def _rnn(self, j: int) -> None:
+        self._preact(j)
+        np.tanh(self.gates, out=self.h[j])  # h' = tanh(W_ih x + b_ih + W_hh h + b_hh)
 
-    def _lstm(self, l: int) -> None:
-        self._preact(l)
+    def _lstm(self, j: int) -> None:
+        self._preact(j)
         i, f, o, g = self.g
-        h, c = self.h[l], self.c[l]
+        h, c = self.h[j], self.c[j]
         self._sigmoid(self.sig)  # i, f, o
         np.tanh(g, out=g)
         np.multiply(f, c, out=c)  # c' = f * c + i * g
@@ -218,18 +218,18 @@ class NumpyStepper:
         np.tanh(c, out=g)  # h' = o * tanh(c')
         np.multiply(o, g, out=h)
 
-    def _gru(self, l: int) -> None:
-        r, z, n = self.g[:3]  # self.gates: r, z pre-activations (summed for l >= 1), then n_x
-        h = self.h[l]
-        if l == 0:  # step() gathered the table (W_i x + b_i + b_hr, b_hz) into self.gates[:3H]
+    def _gru(self, j: int) -> None:
+        r, z, n = self.g[:3]  # self.gates: r, z pre-activations (summed for j >= 1), then n_x
+        h = self.h[j]
+        if j == 0:  # step() gathered the table (W_i x + b_i + b_hr, b_hz) into self.gates[:3H]
             nh = self.o[2]  # self.other = W_hh h, the hidden side
             np.dot(self.w_hh[0], h, out=self.other)
             np.add(self.sig, self.other_rz, out=self.sig)  # r, z pre-activations
             np.add(nh, self.b_hn0_B, out=nh)
         else:
             nh = self.g[3]  # W_hn h + b_hn, from the block product
-            np.dot(self.w_xh[l], self.xh[l], out=self.gates)
-            np.add(self.gates, self.bias_B[l], out=self.gates)
+            np.dot(self.w_xh[j], self.xh[j], out=self.gates)
+            np.add(self.gates, self.bias_B[j], out=self.gates)
         self._sigmoid(self.sig)
         np.multiply(nh, r, out=nh)
         np.add(n, nh, out=n)  # n = tanh(W_in x + b_in + r * (W_hn h + b_hn))

@@ -56,7 +56,12 @@ def prepare_stdout(vocab: Vocab, stream=None) -> str | None:
     missing = cannot_show(vocab, encoding)
     if not missing:
         return None
-    what = "the model's non-ASCII characters" if vocab.encoding == "bytes" else (
-        f"{len(missing)} of the model's characters, such as {''.join(missing[:5])!a}")  # fmt: skip
-    return (f"note: this terminal's encoding ({encoding}) cannot show {what}; they are written as '?'. "
-            "Set LANG=C.UTF-8 (or PYTHONIOENCODING=utf-8) to see them.")  # fmt: skip
+    what = (
+        "the model's non-ASCII characters"
+        if vocab.encoding == "bytes"
+        else (f"{len(missing)} of the model's characters, such as {''.join(missing[:5])!a}")
+    )
+    return (
+        f"note: this terminal's encoding ({encoding}) cannot show {what}; they are written as '?'. "
+        "Set LANG=C.UTF-8 (or PYTHONIOENCODING=utf-8) to see them."
+    )

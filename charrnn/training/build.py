@@ -60,17 +60,21 @@ def build_trainer(config: TrainConfig, resume: bool = False, folder=None) -> tup
     if source is not None:
         engine.load_weights(grow_weights(source.weights, source.vocab, vocab, config.model.tie_weights, config.seed))
         new = added(source.vocab, vocab)
-        print(f"Fine-tuning {config.init_from} (step {source.step}): "
-              + (f"{len(new)} new character(s) {new!r} added to the vocabulary" if new else "no new characters"),
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"Fine-tuning {config.init_from} (step {source.step}): "
+            + (f"{len(new)} new character(s) {new!r} added to the vocabulary" if new else "no new characters"),
+            file=sys.stderr,
+        )
     if resume:
         folder = ckpt.resolve(out, "last")
         state = ckpt.load_trainer_state(folder)
         try:
             engine.load_weights(ckpt.load_weights(folder, numpy=True))
         except (RuntimeError, ValueError, KeyError) as e:  # shapes or names that do not fit its own config
-            raise CharRNNError(f"{folder / ckpt.WEIGHTS} does not fit the model its checkpoint.json describes "
-                               f"({type(e).__name__}); the run cannot be resumed: start a new --out") from None
+            raise CharRNNError(
+                f"{folder / ckpt.WEIGHTS} does not fit the model its checkpoint.json describes "
+                f"({type(e).__name__}); the run cannot be resumed: start a new --out"
+            ) from None
         trainer.run_state = RunState.from_dict(state)
         trainer.hidden = engine.load_state_dict(state, config.batch_size, config.seed, trainer.step)
     return trainer, group
@@ -115,8 +119,10 @@ def _torch_setup(config: TrainConfig):
     from charrnn.training.distributed import Dist, launched
 
     if config.nproc and not launched():
-        raise CharRNNError("--nproc starts torchrun from the command line (charrnn train --nproc N); "
-                           "from Python, run your script under torchrun instead")  # fmt: skip
+        raise CharRNNError(
+            "--nproc starts torchrun from the command line (charrnn train --nproc N); "
+            "from Python, run your script under torchrun instead"
+        )
     if config.threads:
         torch.set_num_threads(config.threads)
     dist = Dist.from_env(config.device, config.dist_timeout)

@@ -8,10 +8,10 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 
 from charrnn import checkpoint as ckpt
-from charrnn.knobs import MAX_SEED, Checked, apply, knob
 from charrnn.data.corpus import DataConfig
-from charrnn.errors import CharRNNError
 from charrnn.engines.config import ModelConfig
+from charrnn.errors import CharRNNError
+from charrnn.knobs import MAX_SEED, Checked, apply, knob
 
 OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd", "adagrad")
 SCHEDULES = ("constant", "cosine", "step", "plateau")
@@ -22,48 +22,71 @@ DEVICE = (r"auto|cpu|mps|cuda(:[0-9]+)?", "auto, cpu, cuda, cuda:N or mps")
 
 @dataclass
 class TrainConfig(Checked):
-    out: str = knob("runs/charrnn", 'the run folder, for checkpoints (last/, best/) and metrics.jsonl', nonempty=True)
+    out: str = knob("runs/charrnn", "the run folder, for checkpoints (last/, best/) and metrics.jsonl", nonempty=True)
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
-    batch_size: int = knob(64, 'B: number of parallel text streams per batch', ge=1)
-    seq_len: int = knob(128, 'T: characters per stream per batch; training backpropagates through this many steps', ge=1)
-    optimizer: str = knob("adam", 'optimizer', choices=OPTIMIZERS)
-    lr: float = knob(2e-3, 'peak learning rate', gt=0)
-    weight_decay: float = knob(0.0, 'weight decay: L2, decoupled for adamw', ge=0)
-    momentum: float = knob(0.9, 'momentum of sgd', ge=0, lt=1)
-    lr_schedule: str = knob("constant", 'learning-rate schedule: constant; cosine decay over the run; step: times '
-                            '--lr-decay every --lr-decay-every steps; plateau: times --lr-decay when validation stalls',
-                            choices=SCHEDULES)  # fmt: skip
-    warmup_steps: int = knob(0, 'linear warm-up from 0 to --lr over this many steps', ge=0)
-    lr_decay: float = knob(0.97, 'decay factor of the step and plateau schedules', gt=0, le=1)
-    lr_decay_every: int = knob(0, 'steps between decays of the step schedule', ge=1, off=(0, "one epoch, as char-rnn"))
-    min_lr_fraction: float = knob(0.1, 'the cosine schedule ends at --lr times this', ge=0, le=1)
-    plateau_patience: int = knob(2, 'plateau schedule: evaluations without improvement before a decay', ge=0)
-    grad_clip: float = knob(5.0, 'clip gradients to this global L2 norm', gt=0, off=(0, "off"))
-    max_steps: int = knob(0, 'stop after this many optimizer steps', ge=1, off=(0, "no limit"))
-    max_epochs: float = knob(10.0, 'stop after this many passes over the training data, fractions too', gt=0,
-                             off=(0, "no limit"))  # fmt: skip
-    max_time: float = knob(0.0, 'stop after this many seconds of training, wall clock', gt=0, off=(0, "no limit"))
-    eval_every: int = knob(200, 'validate, and save checkpoints, every this many steps', ge=1)
-    eval_chars: int = knob(1_000_000, 'validate on at most this many characters of the validation split', ge=1,
-                           off=(0, "all of it"))  # fmt: skip
-    log_every: int = knob(10, 'log the training loss to metrics.jsonl every this many steps', ge=1)
-    device: str = knob("auto", 'where to train: auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps',
-                       pattern=DEVICE)  # fmt: skip
+    batch_size: int = knob(64, "B: number of parallel text streams per batch", ge=1)
+    seq_len: int = knob(
+        128, "T: characters per stream per batch; training backpropagates through this many steps", ge=1
+    )
+    optimizer: str = knob("adam", "optimizer", choices=OPTIMIZERS)
+    lr: float = knob(2e-3, "peak learning rate", gt=0)
+    weight_decay: float = knob(0.0, "weight decay: L2, decoupled for adamw", ge=0)
+    momentum: float = knob(0.9, "momentum of sgd", ge=0, lt=1)
+    lr_schedule: str = knob(
+        "constant",
+        "learning-rate schedule: constant; cosine decay over the run; step: times "
+        "--lr-decay every --lr-decay-every steps; plateau: times --lr-decay when validation stalls",
+        choices=SCHEDULES,
+    )
+    warmup_steps: int = knob(0, "linear warm-up from 0 to --lr over this many steps", ge=0)
+    lr_decay: float = knob(0.97, "decay factor of the step and plateau schedules", gt=0, le=1)
+    lr_decay_every: int = knob(0, "steps between decays of the step schedule", ge=1, off=(0, "one epoch, as char-rnn"))
+    min_lr_fraction: float = knob(0.1, "the cosine schedule ends at --lr times this", ge=0, le=1)
+    plateau_patience: int = knob(2, "plateau schedule: evaluations without improvement before a decay", ge=0)
+    grad_clip: float = knob(5.0, "clip gradients to this global L2 norm", gt=0, off=(0, "off"))
+    max_steps: int = knob(0, "stop after this many optimizer steps", ge=1, off=(0, "no limit"))
+    max_epochs: float = knob(
+        10.0, "stop after this many passes over the training data, fractions too", gt=0, off=(0, "no limit")
+    )
+    max_time: float = knob(0.0, "stop after this many seconds of training, wall clock", gt=0, off=(0, "no limit"))
+    eval_every: int = knob(200, "validate, and save checkpoints, every this many steps", ge=1)
+    eval_chars: int = knob(
+        1_000_000, "validate on at most this many characters of the validation split", ge=1, off=(0, "all of it")
+    )
+    log_every: int = knob(10, "log the training loss to metrics.jsonl every this many steps", ge=1)
+    device: str = knob(
+        "auto", "where to train: auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps", pattern=DEVICE
+    )
     threads: int = knob(0, "CPU threads for PyTorch", ge=1, off=(0, "PyTorch's default, all cores"))
-    seed: int = knob(1337, 'random seed for the initial weights and dropout', ge=0, le=MAX_SEED)
-    init_from: str | None = knob(None, "fine-tune: start from this run's best weights (its model shape; --dropout "
-                                 "may change) instead of random ones, in a new --out; the vocabulary is the run's, "
-                                 "grown by the new text's characters", nonempty=True)  # fmt: skip
-    quiet: bool = knob(False, 'no progress bar')
-    engine: str = knob("torch", 'torch: PyTorch (fast, any device); reference: the NumPy engine of charrnn.reference '
-                                '(CPU, slower, the article\'s math written out)', choices=ENGINES)  # fmt: skip
-    nproc: int = knob(0, 'train data-parallel on this many local processes, started by torchrun (one per GPU with '
-                         'nccl, or on CPU with gloo); --batch-size stays the global batch and must be a multiple; '
-                         'saved with the run, and --resume may change it. Several machines: docs/distributed.md',
-                      ge=1, off=(0, "one plain process"))  # fmt: skip
-    dist_timeout: float = knob(600.0, 'distributed: seconds a rank waits for the others in a collective before the '
-                                      'run stops with an error', gt=0)  # fmt: skip
+    seed: int = knob(1337, "random seed for the initial weights and dropout", ge=0, le=MAX_SEED)
+    init_from: str | None = knob(
+        None,
+        "fine-tune: start from this run's best weights (its model shape; --dropout "
+        "may change) instead of random ones, in a new --out; the vocabulary is the run's, "
+        "grown by the new text's characters",
+        nonempty=True,
+    )
+    quiet: bool = knob(False, "no progress bar")
+    engine: str = knob(
+        "torch",
+        "torch: PyTorch (fast, any device); reference: the NumPy engine of charrnn.reference "
+        "(CPU, slower, the article's math written out)",
+        choices=ENGINES,
+    )
+    nproc: int = knob(
+        0,
+        "train data-parallel on this many local processes, started by torchrun (one per GPU with "
+        "nccl, or on CPU with gloo); --batch-size stays the global batch and must be a multiple; "
+        "saved with the run, and --resume may change it. Several machines: docs/distributed.md",
+        ge=1,
+        off=(0, "one plain process"),
+    )
+    dist_timeout: float = knob(
+        600.0,
+        "distributed: seconds a rank waits for the others in a collective before the run stops with an error",
+        gt=0,
+    )
 
     def rules(self) -> None:
         if not (self.max_steps or self.max_epochs or self.max_time):
@@ -75,7 +98,7 @@ class TrainConfig(Checked):
         return asdict(self)
 
     @classmethod
-    def from_json(cls, d: dict) -> "TrainConfig":
+    def from_json(cls, d: dict) -> TrainConfig:
         names = {f.name for f in fields(cls)}
         kw = {k: v for k, v in d.items() if k in names and k not in ("data", "model")}
         return cls(data=DataConfig(**d.get("data", {})), model=ModelConfig.from_json(d.get("model", {})), **kw)
@@ -113,8 +136,21 @@ def schedule_factor(config: TrainConfig, step: int, used: float, steps_per_epoch
 # What --resume may change: when and how long to train, where and how verbosely.
 # Everything else would make the continued run a different run.
 # The number of processes may change too: streams and hidden state are re-split (distributed.py).
-RESUME_CHANGEABLE = {"max_steps", "max_epochs", "max_time", "eval_every", "eval_chars", "log_every",
-                     "device", "threads", "quiet", "data", "cache_dir", "nproc", "dist_timeout"}  # fmt: skip
+RESUME_CHANGEABLE = {
+    "max_steps",
+    "max_epochs",
+    "max_time",
+    "eval_every",
+    "eval_chars",
+    "log_every",
+    "device",
+    "threads",
+    "quiet",
+    "data",
+    "cache_dir",
+    "nproc",
+    "dist_timeout",
+}
 
 
 def resumed_config(out: str, given: dict) -> TrainConfig:

@@ -90,8 +90,11 @@ def run_torchrun(nproc: int, train_args: list[str]) -> int:
         return 0
     except ChildFailedError as e:
         # Every failed rank, not torchrun's "first" one: its times are in whole seconds.
-        how = [f"rank {rank} " + (f"was killed by {f.signal_name()}" if f.exitcode < 0 else f"exited with code {f.exitcode}")
-               for rank, f in sorted(e.failures.items())]  # fmt: skip
+        how = [
+            f"rank {rank} "
+            + (f"was killed by {f.signal_name()}" if f.exitcode < 0 else f"exited with code {f.exitcode}")
+            for rank, f in sorted(e.failures.items())
+        ]
         raise CharRNNError(f"the run on {nproc} processes stopped ({', '.join(how)}); continue it with --resume") from e
     return 0
 
@@ -106,7 +109,7 @@ class Dist:
     active: bool = False  # a process group is up
 
     @classmethod
-    def from_env(cls, device: str, timeout: float) -> "Dist":
+    def from_env(cls, device: str, timeout: float) -> Dist:
         """Join the process group that torchrun's environment describes; `Dist()` outside torchrun.
 
         device is the --device value: with CUDA (cuda, or auto on a machine with a GPU)
@@ -114,17 +117,28 @@ class Dist:
         """
         if not launched():
             return cls()
-        rank, world, local = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", 0))
+        rank, world, local = (
+            int(os.environ["RANK"]),
+            int(os.environ["WORLD_SIZE"]),
+            int(os.environ.get("LOCAL_RANK", 0)),
+        )
         if device == "mps":
-            raise CharRNNError("distributed training runs on CUDA GPUs (nccl) or on CPUs (gloo), not on mps: use --device cpu")
+            raise CharRNNError(
+                "distributed training runs on CUDA GPUs (nccl) or on CPUs (gloo), not on mps: use --device cpu"
+            )
         if device.startswith("cuda:"):
-            raise CharRNNError("under torchrun each rank uses cuda:LOCAL_RANK: pass --device cuda (choose GPUs with CUDA_VISIBLE_DEVICES)")
+            raise CharRNNError(
+                "under torchrun each rank uses cuda:LOCAL_RANK: pass --device cuda "
+                "(choose GPUs with CUDA_VISIBLE_DEVICES)"
+            )
         if device == "cuda" or (device == "auto" and torch.cuda.is_available()):
             if not torch.cuda.is_available():
                 raise CharRNNError("--device cuda was asked for but PyTorch sees no CUDA GPU; use --device cpu")
             if local >= torch.cuda.device_count():
-                raise CharRNNError(f"rank {rank} has LOCAL_RANK {local} but this machine has {torch.cuda.device_count()} "
-                                   "GPU(s): start at most one process per GPU")  # fmt: skip
+                raise CharRNNError(
+                    f"rank {rank} has LOCAL_RANK {local} but this machine has {torch.cuda.device_count()} "
+                    "GPU(s): start at most one process per GPU"
+                )
             where, backend = torch.device("cuda", local), "nccl"
             torch.cuda.set_device(where)
         else:
@@ -143,8 +157,10 @@ class Dist:
     def rows(self, batch_size: int) -> tuple[int, int]:
         """This rank's rows [start, end) of a B-row batch."""
         if batch_size % self.world_size:
-            raise CharRNNError(f"--batch-size {batch_size} must be a multiple of the number of processes "
-                               f"({self.world_size}), so that every rank reads as many streams")  # fmt: skip
+            raise CharRNNError(
+                f"--batch-size {batch_size} must be a multiple of the number of processes "
+                f"({self.world_size}), so that every rank reads as many streams"
+            )
         b = batch_size // self.world_size
         return self.rank * b, (self.rank + 1) * b
 
@@ -214,7 +230,10 @@ class Dist:
     def gather_rng(self) -> list[dict[str, torch.Tensor]]:
         """Every rank's random generator states: [{"cpu": bytes, "cuda": bytes or empty}] in rank order."""
         cuda = self.device is not None and self.device.type == "cuda"
-        mine = {"cpu": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state(self.device) if cuda else torch.empty(0, dtype=torch.uint8)}
+        mine = {
+            "cpu": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state(self.device) if cuda else torch.empty(0, dtype=torch.uint8),
+        }
         if not self.active:
             return [mine]
         out = [{} for _ in range(self.world_size)]

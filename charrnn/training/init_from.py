@@ -25,11 +25,13 @@ import numpy as np
 from charrnn.data.vocab import Vocab
 from charrnn.errors import CharRNNError
 
+
 def grow_vocab(old: Vocab, corpus: Vocab, end: bool) -> Vocab:
     """The run's vocabulary `old` grown by the characters of `corpus` it lacks."""
     if old.encoding != corpus.encoding:
-        raise CharRNNError(f"--init-from: the run reads {old.encoding}, the new text {corpus.encoding}; "
-                           f"pass --encoding {old.encoding}")  # fmt: skip
+        raise CharRNNError(
+            f"--init-from: the run reads {old.encoding}, the new text {corpus.encoding}; pass --encoding {old.encoding}"
+        )
     if old.encoding == "bytes":
         return old.with_end(end)
     new = sorted(set(corpus.chars) - set(old.chars))
@@ -44,7 +46,9 @@ def id_map(old: Vocab, new: Vocab) -> np.ndarray:
     return index
 
 
-def grow_weights(weights: dict[str, np.ndarray], old: Vocab, new: Vocab, tied: bool, seed: int) -> dict[str, np.ndarray]:
+def grow_weights(
+    weights: dict[str, np.ndarray], old: Vocab, new: Vocab, tied: bool, seed: int
+) -> dict[str, np.ndarray]:
     """The weights of a model over `old`, for a model over `new` (see the module doc);
     tied: the model shares its embedding with its head (--tie-weights)."""
     rng = np.random.default_rng(seed)
@@ -61,7 +65,9 @@ def grow_weights(weights: dict[str, np.ndarray], old: Vocab, new: Vocab, tied: b
         out[name] = grown
 
     if "embedding.weight" in weights:
-        rows("embedding.weight", (lambda n, e: np.zeros((n, e))) if tied else (lambda n, e: rng.standard_normal((n, e))))
+        rows(
+            "embedding.weight", (lambda n, e: np.zeros((n, e))) if tied else (lambda n, e: rng.standard_normal((n, e)))
+        )
     else:  # one-hot input: layer 0's input matrix has a column per character
         w = weights["rnn.weight_ih_l0"]
         bound = 1 / np.sqrt(weights["rnn.weight_hh_l0"].shape[1])

@@ -52,8 +52,9 @@ class RunFolder:
         try:
             folder._tidy()
             if not resume and ckpt.has_checkpoint(folder.out):
-                raise CharRNNError(f"{folder.out} already holds a run; pass --resume to continue it "
-                                   "or choose another --out")  # fmt: skip
+                raise CharRNNError(
+                    f"{folder.out} already holds a run; pass --resume to continue it or choose another --out"
+                )
             step = ckpt.read_meta(ckpt.resolve(folder.out, "last"))["step"] if resume else 0
             folder.cut_metrics(step)
             yield folder
@@ -85,8 +86,10 @@ class RunFolder:
         try:
             lock.acquire()
         except Timeout:
-            raise CharRNNError(f"{self.out} is being written by another charrnn process ({self.holder()}); "
-                               "wait for it to finish or stop it, or choose another --out") from None  # fmt: skip
+            raise CharRNNError(
+                f"{self.out} is being written by another charrnn process ({self.holder()}); "
+                "wait for it to finish or stop it, or choose another --out"
+            ) from None
         except OSError as e:
             raise os_error(e, f"write to the run folder {self.out}") from None
         self._lock = lock

@@ -52,7 +52,7 @@ class RunState:
     nan_retries: int = 0
 
     @classmethod
-    def from_dict(cls, d: dict) -> "RunState":
+    def from_dict(cls, d: dict) -> RunState:
         return cls(**{f.name: copy.deepcopy(d[f.name]) for f in fields(cls)})
 
 
@@ -128,11 +128,15 @@ class Trainer:
     def meta(self) -> dict:
         r = self.run_state
         return {
-            "engine": self.engine.name, "task": self.parts.task.name, "model": self.parts.model_json,
-            "vocab": self.parts.vocab.to_json(), "step": r.step, "epoch": r.epoch + r.batch_index / self.batches.num_chunks,
+            "engine": self.engine.name,
+            "task": self.parts.task.name,
+            "model": self.parts.model_json,
+            "vocab": self.parts.vocab.to_json(),
+            "step": r.step,
+            "epoch": r.epoch + r.batch_index / self.batches.num_chunks,
             "metrics": {"val_loss": self.last_val, "best_val_loss": r.best_val if r.best_val < math.inf else None},
             "train": self.config.to_json(),
-        }  # fmt: skip
+        }
 
     def save(self, which: str) -> None:
         # On every rank: the engine's state_dict gathers the hidden state and RNGs.
@@ -144,8 +148,13 @@ class Trainer:
 
     def snapshot(self) -> dict:
         """An in-memory copy of everything, to roll back to after a NaN."""
-        return copy.deepcopy({"run": asdict(self.run_state), "engine": self.engine.state_dict(self.hidden),
-                              "weights": self.engine.weights()})  # fmt: skip
+        return copy.deepcopy(
+            {
+                "run": asdict(self.run_state),
+                "engine": self.engine.state_dict(self.hidden),
+                "weights": self.engine.weights(),
+            }
+        )
 
     def restore(self, snap: dict) -> None:
         self.engine.load_weights(snap["weights"])
@@ -257,9 +266,16 @@ class Trainer:
                     continue
                 r = self.run_state
                 if due_log:
-                    self.log({"step": r.step, "epoch": round(r.step / self.batches.num_chunks, 4),
-                              "time": round(r.elapsed, 3), "train_loss": train_loss, "lr": self.lr,
-                              "chars_per_sec": round(cps)})  # fmt: skip
+                    self.log(
+                        {
+                            "step": r.step,
+                            "epoch": round(r.step / self.batches.num_chunks, 4),
+                            "time": round(r.elapsed, 3),
+                            "train_loss": train_loss,
+                            "lr": self.lr,
+                            "chars_per_sec": round(cps),
+                        }
+                    )
                 if due_eval:
                     t = time.perf_counter()
                     self.evaluate_and_save(scheduled=True)
