@@ -10,6 +10,7 @@ import httpx
 import numpy as np
 import pytest
 
+from charrnn.checkpoint import load_model
 from charrnn.inspection.serve import BackgroundServer, ServeConfig, create_app, free_socket
 from charrnn.inspection.trace import trace
 from charrnn.sampling.generate import SampleConfig, sample
@@ -280,3 +281,35 @@ def test_novelty_report_in_the_done_message(tmp_path, model_vocab):
         assert 0 < n.longest < 150 and n.windows == 131
         r = httpx.post(url + "/api/generate", json={"beam": 1})
         assert r.status_code == 400 and "does no beam search" in r.json()["error"]
+
+
+def test_a_model_of_items_writes_whole_items_in_the_playground(tmp_path):
+    """An items model (--items) in serve: each generation ends where the model writes the end symbol."""
+    from charrnn.data.corpus import DataConfig
+    from charrnn.engines.config import ModelConfig
+    from charrnn.training.config import TrainConfig
+    from charrnn.training.trainer import train
+
+    names = ["anna", "bob", "carl", "dora", "emil", "fritz", "greta", "hans"]
+    (tmp_path / "n.txt").write_text("\n".join(names * 25) + "\n")
+    train(
+        TrainConfig(
+            out=str(tmp_path / "run"),
+            data=DataConfig(data=str(tmp_path / "n.txt"), items="lines"),
+            batch_size=8,
+            seq_len=16,
+            lr=1e-2,
+            max_epochs=0,
+            max_steps=250,
+            eval_every=250,
+            quiet=True,
+            model=ModelConfig(hidden_size=32, embedding_size=8),
+        )
+    )
+    model, vocab, _ = load_model(str(tmp_path / "run"))
+    with BackgroundServer(create_app(model, vocab, ServeConfig(), name="names")) as url:
+        done = generate(url, {"length": 50, "temperature": 0.3, "seed": 4})[-1]
+        assert done["done"] and done["text"] in names  # ended by the model, long before the cap of 50
+        assert done["text"] == sample(model, vocab, SampleConfig(length=50, temperature=0.3, seed=4))[0]
+        beam = generate(url, {"length": 50, "beam": 3})[-1]["text"]
+        assert beam in names
