@@ -36,14 +36,9 @@ IGNORE = -100  # a target that is not scored (torch.nn.functional.cross_entropy'
 class Task:
     name: str  # as written in checkpoint.json's "task"
     mode: str  # the article's name for it
-    generates: bool  # whether `charrnn sample` can write text with it
-
-    def head_size(self, vocab_size: int, labels: tuple[str, ...] = ()) -> int:
-        """Logits per position: the vocabulary for text, else one per label or tag."""
-        return vocab_size if self.generates else len(labels)
 
 
-NEXT_CHAR = Task("next-char", "many to many", generates=True)
+NEXT_CHAR = Task("next-char", "many to many")
 TASKS = {t.name: t for t in (NEXT_CHAR,)}
 
 
