@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from charrnn import knobs
 from charrnn.errors import CharRNNError, os_error
 from charrnn.knobs import knob
+from charrnn.tasks import GENERATING, get_task, require
 
 DESCRIPTION = "Character-level RNN, LSTM and GRU language models: train on any text, then write like it."
 
@@ -47,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     from charrnn.inspection.plot import PlotConfig
     from charrnn.inspection.serve import ServeConfig
     from charrnn.inspection.viz import VizConfig
+    from charrnn.predict import ApplyConfig
     from charrnn.reference.hello import HelloConfig
     from charrnn.sampling.generate import SampleConfig
     from charrnn.training.config import TrainConfig
@@ -71,6 +73,18 @@ def build_parser() -> argparse.ArgumentParser:
             "score a text: loss, bits per character, perplexity",
             "Score a text with a trained model.",
             [LoadConfig, EvalConfig],
+        ),
+        (
+            "classify",
+            "label a text with a classifier (--task classify)",
+            "Print the most likely labels of a text, or of every line of --data, with their probabilities.",
+            [LoadConfig, ApplyConfig],
+        ),
+        (
+            "tag",
+            "tag every character of a text (--task tag), or restore its capitals (--task truecase)",
+            "Print the tags of a text, or of every line of --data; a truecase model prints the text with capitals.",
+            [LoadConfig, ApplyConfig],
         ),
         (
             "hello",
@@ -161,12 +175,14 @@ def cmd_train(args, argv: list[str]) -> int:
             file=sys.stderr,
         )
         return 0
+    per = "char" if get_task(config.task).generates else "target"
     val = (
-        f", validation loss {result.val_loss:.4f} nats ({result.val_loss / math.log(2):.4f} bpc)"
+        f", validation loss {result.val_loss:.4f} nats/{per} ({result.val_loss / math.log(2):.4f} bits)"
         if result.val_loss
         else ""
     )
-    print(f"Trained {result.step} steps{val}. Sample with: charrnn sample {result.out}", file=sys.stderr)
+    use = get_task(config.task).command
+    print(f"Trained {result.step} steps{val}. Use it with: charrnn {use} {result.out}", file=sys.stderr)
     return 0
 
 
@@ -178,6 +194,7 @@ def cmd_sample(args) -> int:
     config = knobs.from_args(SampleConfig, args)
     config.check()  # before the model is loaded
     model, vocab, meta = knobs.from_args(LoadConfig, args).load()
+    require(meta, "sample", GENERATING)
     if note := prepare_stdout(vocab):  # never a UnicodeEncodeError, whatever the locale
         print(note, file=sys.stderr)
     if config.interactive:
@@ -215,7 +232,7 @@ def cmd_sample(args) -> int:
     if index is not None:
         from charrnn.sampling.generate import prime_ids, prime_text
 
-        ids, shown = prime_ids(vocab, prime_text(config), config.unknown)
+        ids, shown = prime_ids(vocab, prime_text(config), config.unknown, config.label)
         skip = len(vocab.decode(ids)) if shown else 0  # the prime is the user's: only the continuation is measured
         for i, text in enumerate(texts):
             print(f"novelty of sample {i + 1}: {index.measure(text[skip:]).line()}", file=sys.stderr)
@@ -226,12 +243,19 @@ def cmd_sample(args) -> int:
 
 
 def cmd_eval(args) -> int:
+    from charrnn import checkpoint as ckpt
     from charrnn.checkpoint import LoadConfig
     from charrnn.evaluation import EvalConfig, eval_run
 
     source = knobs.from_args(LoadConfig, args)
     source.check()
-    r = eval_run(source.run, knobs.from_args(EvalConfig, args), source.checkpoint, source.device)
+    config = knobs.from_args(EvalConfig, args)
+    if get_task(ckpt.read_meta(ckpt.resolve(source.run, source.checkpoint)).get("task")).labelled:
+        from charrnn.labelled_eval import eval_labelled
+
+        print("\n".join(eval_labelled(source.run, config, source.checkpoint, source.device).lines))
+        return 0
+    r = eval_run(source.run, config, source.checkpoint, source.device)
     print(f"loss        {r.loss:.4f} nats/char")
     print(f"bpc         {r.bpc:.4f} bits/char")
     print(f"perplexity  {r.perplexity:.4f}")
@@ -243,6 +267,45 @@ def cmd_eval(args) -> int:
     if r.unknown:
         shown = ", ".join(f"{ch!r} x{n}" for ch, n in sorted(r.unknown.items(), key=lambda kv: -kv[1])[:20])
         print(f"unknown     {r.unknown_count:,} characters outside the vocabulary, not scored: {shown}")
+    return 0
+
+
+def _labeller(args, command: str, tasks: tuple[str, ...]):
+    from charrnn.checkpoint import LoadConfig
+    from charrnn.predict import ApplyConfig, Labeller, read_texts
+
+    config, load = knobs.from_args(ApplyConfig, args), knobs.from_args(LoadConfig, args)
+    config.check()
+    load.check()
+    return config, read_texts(config), Labeller.load(load, command, tasks)
+
+
+def _report_skipped(labeller) -> None:
+    if labeller.skipped:
+        shown = ", ".join(f"{c!r} x{n}" for c, n in sorted(labeller.skipped.items(), key=lambda kv: -kv[1])[:20])
+        print(f"note: characters outside the model's vocabulary were skipped: {shown}", file=sys.stderr)
+
+
+def cmd_classify(args) -> int:
+    import numpy as np
+
+    config, texts, labeller = _labeller(args, "classify", ("classify",))
+    probs = labeller.classify(texts)
+    for text, p in zip(texts, probs):
+        top = np.argsort(-p)[: config.top]
+        print(f"{text}\t" + "  ".join(f"{labeller.labels[i]} {p[i]:.3f}" for i in top))
+    _report_skipped(labeller)
+    return 0
+
+
+def cmd_tag(args) -> int:
+    config, texts, labeller = _labeller(args, "tag", ("tag", "truecase"))
+    if labeller.task == "truecase":
+        print("\n".join(labeller.truecase(texts)))
+    else:
+        for text, tags in zip(texts, labeller.tag(texts)):
+            print(f"{text}\t{tags}")
+    _report_skipped(labeller)
     return 0
 
 
@@ -346,6 +409,8 @@ COMMANDS = {
     "train": cmd_train,
     "sample": cmd_sample,
     "eval": cmd_eval,
+    "classify": cmd_classify,
+    "tag": cmd_tag,
     "hello": cmd_hello,
     "viz": cmd_viz,
     "plot": cmd_plot,

@@ -17,6 +17,7 @@ from charrnn.checkpoint import LoadConfig
 from charrnn.data.corpus import DataConfig, load_corpus
 from charrnn.data.items import ItemBatches, Items, cut_items, newline_id
 from charrnn.data.layout import Streams, shard_rows
+from charrnn.errors import CharRNNError
 from charrnn.knobs import REQUIRED, Checked, knob, like
 from charrnn.tasks import IGNORE
 from charrnn.training.config import TrainConfig
@@ -52,15 +53,22 @@ def score_items(
     """Summed cross-entropy (nats) over whole items, each read from a zero state, its end
     symbol included (data/items.py); the characters scored (end symbols counted) and the
     items. shard (k, K): the k-th of K near-equal parts of the batches."""
-    layout = ItemBatches(items, batch_size, seq_len, end_id, scoring=True)
-    total, chars, n = 0.0, 0, 0
+    return score_batches(engine, ItemBatches(items, batch_size, seq_len, end_id, scoring=True), shard)
+
+
+def score_batches(engine, layout: ItemBatches, shard: tuple[int, int] = (0, 1)) -> tuple[float, int, int]:
+    """Summed cross-entropy (nats) of the targets of an item layout built for scoring
+    (every item, each from a zero state), how many targets (characters, labels or tags)
+    and how many items. shard (k, K): the k-th of K near-equal parts of the batches."""
+    total, scored, n = 0.0, 0, 0
     for b in range(*shard_rows(len(layout.batches), shard)):
         x, y, state = *layout.batch(b), None
-        for t0 in range(0, x.shape[1], seq_len):  # long items: in chunks of T, the state carried
-            loss, state = engine.loss_sum(x[:, t0 : t0 + seq_len], y[:, t0 : t0 + seq_len], state)
+        T = x.shape[1] if layout.parts[b] == 1 else layout.T
+        for t0 in range(0, x.shape[1], T):  # long items: in chunks of T, the state carried
+            loss, state = engine.loss_sum(x[:, t0 : t0 + T], y[:, t0 : t0 + T], state)
             total += loss
-        chars, n = chars + int((y != IGNORE).sum()), n + len(x)
-    return total, chars, n
+        scored, n = scored + int((y != IGNORE).sum()), n + len(x)
+    return total, scored, n
 
 
 def evaluate(engine, ids: np.ndarray, batch_size: int, seq_len: int, max_chars: int = 0) -> tuple[float, int]:
@@ -103,11 +111,21 @@ class EvalConfig(Checked):
         why="longer than train's: the state carries across chunks, so this changes only speed and memory",
     )
     cache_dir: str | None = like(DataConfig, "cache_dir")
+    split: str = knob(
+        "all",
+        "which part of --data to score: all of it, or the train, val or test part of the run's own split "
+        "(give the data the run was trained on)",
+        choices=("all", "train", "val", "test"),
+    )
+    confusion: str | None = knob(
+        None, "a classifier: also write its confusion matrix as a PNG to this path", nonempty=True
+    )
 
 
 def eval_run(run: str, config: EvalConfig, which: str = "best", device: str = "cpu") -> EvalResult:
     """Score the text at config.data (file, folder or glob) with the model in `run` (PyTorch engine).
-    A model trained on items reads the text as items of the same kind."""
+    A model trained on items reads the text as items of the same kind. (Labelled tasks:
+    labelled_eval.eval_labelled.)"""
     from charrnn.engines.torch_engine import TorchEngine
 
     config.check()
@@ -115,11 +133,18 @@ def eval_run(run: str, config: EvalConfig, which: str = "best", device: str = "c
     data = DataConfig(data=config.data, encoding=vocab.encoding, cache_dir=config.cache_dir)
     corpus = load_corpus(data, vocab.with_end(False), unknown="skip")
     engine = TorchEngine(model, device)
-    kind = meta.get("train", {}).get("data", {}).get("items")
+    saved = meta.get("train", {}).get("data", {})
+    fractions = saved.get("val_fraction", 0.1), saved.get("test_fraction", 0.0)
+    part = ("train", "val", "test").index(config.split) if config.split != "all" else None
+    kind = saved.get("items")
     if not vocab.end or not kind:
-        loss, n = evaluate(engine, corpus.ids, config.batch_size, config.seq_len)
+        ids = corpus.ids if part is None else corpus.split(*fractions)[part]
+        if len(ids) < 2:
+            raise CharRNNError(f"the {config.split} split of {config.data} is empty; choose another --split")
+        loss, n = evaluate(engine, ids, config.batch_size, config.seq_len)
         return EvalResult(loss, loss / math.log(2), math.exp(loss), n, corpus.dropped)
     items = cut_items(corpus.ids, newline_id(corpus.vocab), kind, corpus.file_ids)
+    items = items if part is None else items.split(*fractions)[part]
     total, n, k = score_items(engine, items, config.batch_size, config.seq_len, vocab.end_id)
     loss = total / n
     return EvalResult(loss, loss / math.log(2), math.exp(loss), n, corpus.dropped, k, total / k)

@@ -21,7 +21,15 @@ Rows are padded to the batch's longest item, with IGNORE targets (not scored). I
 are grouped by length into fixed batches, so there is little padding and an epoch
 always has the same number of chunks; each epoch visits the batches in a new order
 drawn from (seed, epoch). A batch longer than T is read in chunks of T with the
-state carried between them, and the state starts from zeros at each new batch.
+state carried between them, and the state starts from zeros at each new batch
+(seq_len None: each batch is one chunk, as a classifier or a bidirectional tagger
+must read its items whole).
+
+The labelled tasks (tasks.py) fill their rows their own way (the Rows classes):
+
+    classify   x = [I, v, a, n, o, v]          y = [-, -, -, -, -, Russian]
+    tag        x = [n, e, w,  , y, o, r, k]    y = [B, I, I, O, B, I, I, I]
+    generate   x = [<Russian>, I, v, a, n, o, v]   y = [I, v, a, n, o, v, END]
 """
 
 from __future__ import annotations
@@ -106,6 +114,45 @@ def cut_items(ids: np.ndarray, newline: int | None, kind: str, file_ids: list[in
     return Items(ids, starts[keep], ends[keep])
 
 
+class NextCharRows:
+    """x = [start, item], y = [item, END]: start is the end symbol (next-char --items) or,
+    for generate, the symbol of the item's label (first_label: the id of label 0)."""
+
+    extra = 1  # positions beyond the item's own characters
+
+    def __init__(self, end_id: int, first_label: int | None = None):
+        self.end_id, self.first_label, self.pad = end_id, first_label, end_id
+
+    def fill(self, items, k: int, x: np.ndarray, y: np.ndarray) -> None:
+        item = items.item(k)
+        x[0] = self.end_id if self.first_label is None else self.first_label + items.target(k)
+        x[1 : len(item) + 1] = item
+        y[: len(item)] = item
+        y[len(item)] = self.end_id
+
+
+class LabelRows:
+    """Many to one: the item's label is the target at its last character."""
+
+    extra, pad = 0, 0
+
+    def fill(self, items, k: int, x: np.ndarray, y: np.ndarray) -> None:
+        item = items.item(k)
+        x[: len(item)] = item
+        y[len(item) - 1] = items.target(k)
+
+
+class TagRows:
+    """Synced many to many: a tag at every character."""
+
+    extra, pad = 0, 0
+
+    def fill(self, items, k: int, x: np.ndarray, y: np.ndarray) -> None:
+        item = items.item(k)
+        x[: len(item)] = item
+        y[: len(item)] = items.target(k)
+
+
 class ItemBatches:
     """The layout of items: B items a batch, read in chunks of T (see the module doc).
 
@@ -117,13 +164,15 @@ class ItemBatches:
         self,
         items: Items,
         batch_size: int,
-        seq_len: int,
+        seq_len: int | None,
         end_id: int,
         seed: int = 0,
         scoring: bool = False,
         what: str = "training",
+        rows=None,
     ):
-        self.items, self.B, self.T, self.end_id, self.seed = items, batch_size, seq_len, end_id, seed
+        self.items, self.B, self.end_id, self.seed = items, batch_size, end_id, seed
+        self.rows = rows or NextCharRows(end_id)  # how an item becomes its row of x and y
         order = np.argsort(items.lengths, kind="stable")  # by length: rows of a batch are alike
         if scoring:
             self.batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
@@ -135,8 +184,9 @@ class ItemBatches:
                 )
             n = len(items) // batch_size
             self.batches = list(order[: n * batch_size].reshape(n, batch_size))
-        # chunks per batch: its longest item plus the end symbol, in pieces of T
-        self.parts = [-(-(int(items.lengths[b].max()) + 1) // seq_len) for b in self.batches]
+        # chunks per batch: its longest row (item plus end symbol), in pieces of T
+        self.T = seq_len or max((self.width(b) for b in range(len(self.batches))), default=1)
+        self.parts = [1 if seq_len is None else -(-self.width(b) // seq_len) for b in range(len(self.batches))]
         self.num_chunks = sum(self.parts)  # per epoch
         self._plan_epoch, self._plan = None, None
 
@@ -156,19 +206,21 @@ class ItemBatches:
         """Chunk i of an epoch: x and y (rows, t) int64, padded targets IGNORE."""
         b, part = self.plan(epoch)[i]
         x, y = self.batch(b, rows)
+        if self.parts[b] == 1:
+            return x, y
         return x[:, part * self.T : (part + 1) * self.T], y[:, part * self.T : (part + 1) * self.T]
 
+    def width(self, b: int) -> int:
+        """The length of batch b's rows: its longest item, and the end symbol if the task has one."""
+        return int(self.items.lengths[self.batches[b]].max()) + self.rows.extra
+
     def batch(self, b: int, rows: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Batch b whole: x and y (rows, longest item + 1) int64."""
+        """Batch b whole: x and y (rows, width(b)) int64, padded targets IGNORE."""
         index = self.batches[b]
         start, end = rows or (0, len(index))
-        index = index[start:end]
-        length = int(self.items.lengths[self.batches[b]].max()) + 1  # the same for every rank's rows
-        x = np.full((len(index), length), self.end_id, dtype=np.int64)
+        index, length = index[start:end], self.width(b)  # the same width for every rank's rows
+        x = np.full((len(index), length), self.rows.pad, dtype=np.int64)
         y = np.full((len(index), length), IGNORE, dtype=np.int64)
         for r, k in enumerate(index):
-            item = self.items.item(k)
-            x[r, 1 : len(item) + 1] = item
-            y[r, : len(item)] = item
-            y[r, len(item)] = self.end_id
+            self.rows.fill(self.items, k, x[r], y[r])
         return x, y

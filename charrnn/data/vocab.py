@@ -10,7 +10,9 @@ Two kinds of vocabulary:
 
 Trained on items (--items), a vocabulary has one more symbol after the characters:
 the end of an item, `end_id`, which the model learns to write and which sampling
-stops at. It decodes to nothing.
+stops at. It decodes to nothing. A model that generates for a label (--task
+generate) has one more symbol per label after it, `label_id(name)`: the first input
+of each item, which the item is written for. They decode to nothing too.
 
 The vocabulary is stored inside every checkpoint as JSON, so sampling never needs
 the training data.
@@ -52,6 +54,7 @@ class Vocab:
     encoding: str = "utf-8"
     chars: tuple[str, ...] = ()  # utf-8 only: the characters, id = position
     end: bool = False  # items: one more id, end_id, marks the end of an item
+    labels: tuple[str, ...] = ()  # generate: one more id per label, after end_id
     _lut: np.ndarray = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -75,8 +78,15 @@ class Vocab:
 
     @property
     def size(self) -> int:
-        """V: the characters (or bytes), and the end-of-item symbol if there is one."""
-        return self.end_id + (1 if self.end else 0)
+        """V: the characters (or bytes), the end-of-item symbol and the labels' symbols if there are."""
+        return self.end_id + (1 if self.end else 0) + len(self.labels)
+
+    def label_id(self, name: str) -> int:
+        """The id of a label's symbol (generate), or a one-line error listing the labels."""
+        if name not in self.labels:
+            known = ", ".join(self.labels) if self.labels else "none: this model was not trained with --task generate"
+            raise CharRNNError(f"unknown label {name!r}; the labels this model knows: {known}")
+        return self.end_id + 1 + self.labels.index(name)
 
     @property
     def end_id(self) -> int:
@@ -84,8 +94,12 @@ class Vocab:
         return 256 if self.encoding == "bytes" else len(self.chars)
 
     def with_end(self, end: bool = True) -> Vocab:
-        """The same characters, with (or without) the end-of-item symbol."""
+        """The same characters, with (or without) the end-of-item symbol (and no labels)."""
         return Vocab(self.encoding, self.chars, end)
+
+    def with_labels(self, labels: tuple[str, ...]) -> Vocab:
+        """The same characters and end symbol, then one symbol per label (generate)."""
+        return Vocab(self.encoding, self.chars, True, tuple(labels))
 
     @property
     def dtype(self) -> np.dtype:
@@ -129,7 +143,7 @@ class Vocab:
     def decode(self, ids) -> str:
         ids = np.asarray(ids, dtype=np.int64).ravel()
         if self.end:
-            ids = ids[ids != self.end_id]
+            ids = ids[ids < self.end_id]  # the end symbol and label symbols write nothing
         if self.encoding == "bytes":
             return bytes(ids.astype(np.uint8)).decode("utf-8", errors="replace")
         return "".join(self.chars[i] for i in ids)
@@ -146,11 +160,13 @@ class Vocab:
             if self.encoding == "bytes"
             else {"encoding": "utf-8", "size": self.size, "chars": "".join(self.chars)}
         )
-        return {**d, "end": True} if self.end else d
+        d = {**d, "end": True} if self.end else d
+        return {**d, "labels": list(self.labels)} if self.labels else d
 
     @classmethod
     def from_json(cls, d: dict) -> Vocab:
-        return cls(d["encoding"], () if d["encoding"] == "bytes" else tuple(d["chars"]), d.get("end", False))
+        chars = () if d["encoding"] == "bytes" else tuple(d["chars"])
+        return cls(d["encoding"], chars, d.get("end", False), tuple(d.get("labels", ())))
 
 
 class StreamDecoder:

@@ -5,6 +5,7 @@ Shapes used throughout charrnn:
     B  batch size (number of streams)        T  sequence length (time steps)
     V  vocabulary size                       E  embedding size (V when one-hot)
     H  hidden size                           L  number of layers
+    C  labels (classify, generate)           K  tags (tag, truecase)
 """
 
 from __future__ import annotations
@@ -30,10 +31,25 @@ class ModelConfig(Checked):
     tie_weights: bool = knob(
         False, "share the input embedding with the output layer (needs --embedding-size equal to --hidden-size)"
     )
+    bidirectional: bool = knob(
+        False, "read each item both ways (--task tag and truecase only: a tagger may look ahead, generation may not)"
+    )
+    head_size: int = knob(0, "outputs of the head, set from the task's labels", flag=False, ge=1, off=(0, "V"))
 
     def rules(self) -> None:
         if self.tie_weights and self.embedding_size != self.hidden_size:
             raise CharRNNError("--tie-weights needs --embedding-size equal to --hidden-size")
+        if self.tie_weights and self.head_size:
+            raise CharRNNError("--tie-weights shares the embedding with a head of characters: drop it for this task")
+
+    @property
+    def outputs(self) -> int:
+        """The head's size: V characters, or the task's C labels or K tags."""
+        return self.head_size or self.vocab_size
+
+    @property
+    def directions(self) -> int:
+        return 2 if self.bidirectional else 1
 
     def to_json(self) -> dict:
         return asdict(self)

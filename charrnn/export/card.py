@@ -24,6 +24,7 @@ from pathlib import Path
 from charrnn.errors import CharRNNError
 from charrnn.export.common import task_of, write_atomic
 from charrnn.knobs import MAX_SEED, Checked, knob
+from charrnn.tasks import GENERATING, require
 
 LN2 = math.log(2)
 CHUNK = 1 << 20
@@ -253,6 +254,7 @@ def write_card(run: str | Path, config: CardConfig | None = None, which: str = "
     run_dir = Path(run).expanduser()
     run_dir = folder.parent if folder == run_dir else run_dir  # given a checkpoint folder: its run
     model, vocab, meta = load_model(folder)
+    require(meta, "card", GENERATING)
     records = read_metrics(run_dir)
     c = model.config
     head = [

@@ -18,6 +18,7 @@ from pathlib import Path
 from charrnn.errors import CharRNNError, os_error
 from charrnn.inspection.trace import trace, trace_payload
 from charrnn.knobs import Checked, knob
+from charrnn.tasks import GENERATING, require
 
 
 @dataclass
@@ -97,7 +98,8 @@ def viz(run: str, config: VizConfig, which: str = "best", device: str = "cpu") -
     out = Path(config.out).expanduser()
     if out.is_dir():
         raise CharRNNError(f"--out {out} is a folder; give a file name, such as {out / 'report.html'}")
-    model, vocab, _ = LoadConfig(str(run), which, str(device)).load()
+    model, vocab, meta = LoadConfig(str(run), which, str(device)).load()
+    require(meta, "viz", GENERATING)
     page, _ = build_report(model, vocab, read_text(config), f"inside {run}", config.max_chars, config.unknown)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)

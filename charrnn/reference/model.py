@@ -11,6 +11,12 @@ turn its h into the V scores of the next character:
                  -> logits = Hs @ W_hy.T + b_y        (B, T, V)
                  -> loss = mean over B x T of -log softmax(logits)[target]
 
+A classifier (many to one, --task classify) is the same network with C outputs in
+place of V, and targets that are IGNORE everywhere but at each item's last
+character, where the label is: the loss is the mean over items of -log p(label),
+and its gradient enters the top layer at that one step and flows back through time
+from there (cross_entropy and backward below need nothing else).
+
 State, as in charrnn.engines.model: a tuple of (L, B, H) arrays, (h,) or (h, c) for LSTM.
 """
 
@@ -52,14 +58,17 @@ class CharRNN:
 
     def __init__(self, config: ModelConfig, rng=None, dtype=np.float64):
         config.check()
-        if config.dropout or config.tie_weights:  # not part of the article's model
-            raise CharRNNError("the reference engine has no dropout or tied weights: use --dropout 0, no --tie-weights")
+        if config.dropout or config.tie_weights or config.bidirectional:  # not part of the article's model
+            raise CharRNNError(
+                "the reference engine has no dropout, tied weights or --bidirectional: use --dropout 0, drop the others"
+            )
         self.config = config
         V, E, H, L = config.vocab_size, config.embedding_size, config.hidden_size, config.layers
         rng = np.random.default_rng(rng)
         self.embedding = rng.standard_normal((V, E)).astype(dtype) if E else None  # N(0, 1), as nn.Embedding
         Cell = CELLS[config.cell]
-        self.layers = [Cell((E or V) if k == 0 else H, H, V if k == L - 1 else 0, rng, dtype) for k in range(L)]
+        out = config.outputs  # the head: V characters, or C labels (classify), K tags (tag)
+        self.layers = [Cell((E or V) if k == 0 else H, H, out if k == L - 1 else 0, rng, dtype) for k in range(L)]
 
     @property
     def top(self):

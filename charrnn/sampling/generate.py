@@ -96,6 +96,11 @@ class SampleConfig(Checked):
         "a model of items (--items): keep sampling until --num-samples items that are "
         "not in the training set are found",
     )
+    label: str | None = knob(
+        None,
+        "a model trained with --task generate: write items for this label (one of the labels it was trained on)",
+        nonempty=True,
+    )
     interactive: bool = knob(
         False,
         "a prompt loop: type a prime, get a continuation; :help lists the commands that "
@@ -246,10 +251,15 @@ class TorchStepper:
         self.state = tuple(s.index_select(1, index) for s in self.state)  # each (L, len(rows), H)
 
 
-def prime_ids(vocab: Vocab, prime: str, unknown: str) -> tuple[np.ndarray, bool]:
+def prime_ids(vocab: Vocab, prime: str, unknown: str, label: str | None = None) -> tuple[np.ndarray, bool]:
     """The ids to prime with, and whether they come from the user's text (to be shown).
-    A model of items starts each item after its end symbol, as it was trained."""
+    A model of items starts each item after its end symbol, as it was trained; a model
+    that generates for a label (--task generate), after the label's symbol."""
     ids = vocab.encode(prime, unknown) if prime else np.zeros(0, dtype=np.int64)
+    if vocab.labels and label is None:
+        raise CharRNNError(f"this model writes for a label: pass --label, one of {', '.join(vocab.labels)}")
+    if label is not None:
+        return np.concatenate([[vocab.label_id(label)], ids]).astype(np.int64), len(ids) > 0
     if vocab.end:
         return np.concatenate([[vocab.end_id], ids]).astype(np.int64), len(ids) > 0
     if len(ids):
@@ -307,7 +317,7 @@ def generate(stepper, vocab: Vocab, config: SampleConfig, on_text: Callable[[str
     config.check()
     rng = np.random.default_rng(config.seed)
     B = config.num_samples
-    ids, shown = prime_ids(vocab, prime_text(config), config.unknown)
+    ids, shown = prime_ids(vocab, prime_text(config), config.unknown, config.label)
     head = vocab.decode(ids) if shown else ""
     if config.beam:  # no streaming: the best beam is known only at the end
         from charrnn.sampling.beam import beam_texts
@@ -331,7 +341,7 @@ def generate(stepper, vocab: Vocab, config: SampleConfig, on_text: Callable[[str
         nxt = sampler(logits)  # (B,) int64
         row = nxt.tolist()
         for b in active:
-            if row[b] == end:  # the model ended the item: that sample is whole
+            if end is not None and row[b] >= end:  # the model ended the item (label symbols past it end it too)
                 final, texts[b].done = texts[b].finish(decoders[b].flush()), True
             else:
                 final = texts[b].add(chars[row[b]] if chars is not None else decoders[b].decode(nxt[b : b + 1]))

@@ -61,7 +61,7 @@ class NumpyStepper:
 
     def __init__(self, model: torch.nn.Module):
         c = model.config
-        self.cell, self.L, self.H, self.V = c.cell, c.layers, c.hidden_size, c.vocab_size
+        self.cell, self.L, self.H, self.V = c.cell, c.layers, c.hidden_size, c.outputs
         H, L, G = self.H, self.L, GATES[c.cell]
         self.n_sig = {"rnn": 0, "lstm": 3, "gru": 2}[c.cell]  # leading sigmoid gates, after reordering
         # Matrices are only reordered and halved (exact in float32); sums (the table,

@@ -17,11 +17,13 @@ from pathlib import Path
 
 from charrnn import checkpoint as ckpt
 from charrnn.data.corpus import load_corpus
-from charrnn.data.items import ItemBatches, cut_items, newline_id
+from charrnn.data.items import ItemBatches, LabelRows, NextCharRows, TagRows, cut_items, newline_id
+from charrnn.data.labelled import encode_labelled, label_names, read_labelled
 from charrnn.data.layout import Streams
 from charrnn.data.vocab import Vocab
 from charrnn.engines.config import ModelConfig
 from charrnn.errors import CharRNNError
+from charrnn.tasks import get_task
 from charrnn.training.config import TrainConfig
 from charrnn.training.init_from import added, grow_vocab, grow_weights
 from charrnn.training.trainer import Parts, RunState, Solo, Trainer
@@ -44,19 +46,25 @@ def build_trainer(config: TrainConfig, resume: bool = False, folder=None) -> tup
     torch_parts = _torch_setup(config) if config.engine == "torch" else None  # threads and ranks before the data
     saved = ckpt.read_meta(ckpt.resolve(out, "last")) if resume else None
     source = _init_source(config) if config.init_from and not resume else None
+    task, labels = get_task(config.task), ()
     if source is not None:  # fine-tuning: the run's vocabulary, grown by the new text's characters
         grown = grow_vocab(source.vocab, load_corpus(config.data).vocab, end=bool(config.data.items))
         corpus = load_corpus(config.data, grown.with_end(False))
         config = replace(config, model=replace(source.model, dropout=config.model.dropout))
+        vocab, batches, val = _layout(config, corpus)
+    elif task.labelled:
+        vocab, batches, val, labels = _labelled_layout(config, saved)
     else:
         corpus = load_corpus(config.data, Vocab.from_json(saved["vocab"]).with_end(False) if saved else None)
-    vocab, batches, val = _layout(config, corpus)
-    config = replace(config, model=replace(config.model, vocab_size=vocab.size))
+        vocab, batches, val = _layout(config, corpus)
+    head = 0 if task.generates else len(labels)  # a classifier's C labels, a tagger's K tags; else V characters
+    config = replace(config, model=replace(config.model, vocab_size=vocab.size, head_size=head))
     if torch_parts is not None:
         engine, group = _torch_engine(config, *torch_parts), torch_parts[1]
     else:
         engine, group = _reference_engine(config), Solo()
-    trainer = Trainer(config, Parts(engine, batches, val, vocab, config.model.to_json(), group), folder=folder)
+    parts = Parts(engine, batches, val, vocab, config.model.to_json(), group, task, labels)
+    trainer = Trainer(config, parts, folder=folder)
     if source is not None:
         engine.load_weights(grow_weights(source.weights, source.vocab, vocab, config.model.tie_weights, config.seed))
         new = added(source.vocab, vocab)
@@ -89,7 +97,40 @@ def _layout(config: TrainConfig, corpus):
     vocab = corpus.vocab.with_end()  # the end of an item is one more symbol to learn
     items = cut_items(corpus.ids, newline_id(corpus.vocab), d.items, corpus.file_ids)
     train_items, val_items, _ = items.split(d.val_fraction, d.test_fraction)
-    return vocab, ItemBatches(train_items, config.batch_size, config.seq_len, vocab.end_id, config.seed), val_items
+    B, T, end = config.batch_size, config.seq_len, vocab.end_id
+    return vocab, ItemBatches(train_items, B, T, end, config.seed), ItemBatches(val_items, B, T, end, scoring=True)
+
+
+def labelled_split(config: TrainConfig, saved: dict | None = None):
+    """(vocabulary, label set, LabelledItems, rows, T) of a labelled task's data
+    (data/labelled.py). saved: the run's checkpoint.json, whose vocabulary and labels
+    are kept (resume, eval)."""
+    task, d = config.task, config.data
+    per_char = task in ("tag", "truecase")
+    data = read_labelled(d.data, task, d.items)
+    if saved:
+        vocab, labels = Vocab.from_json(saved["vocab"]), tuple(saved["labels"])
+    else:
+        labels, vocab = label_names(data, per_char), Vocab.from_chars("".join(data.texts))
+        if len(labels) < 2:
+            raise CharRNNError(f"--task {task} needs at least two different labels; {d.data} has only {labels}")
+        vocab = vocab.with_labels(labels) if task == "generate" else vocab
+    items = encode_labelled(data, vocab, labels, per_char)
+    if task == "generate":
+        rows, T = NextCharRows(vocab.end_id, vocab.label_id(labels[0])), config.seq_len
+    elif task == "classify":  # whole items: the label is at the end, and the gradient must reach the start
+        rows, T = LabelRows(), None
+    else:  # a bidirectional tagger reads each item whole, both ways
+        rows, T = TagRows(), None if config.model.bidirectional else config.seq_len
+    return vocab, labels, items, rows, T
+
+
+def _labelled_layout(config: TrainConfig, saved: dict | None):
+    vocab, labels, items, rows, T = labelled_split(config, saved)
+    train, val, _ = items.split(config.data.val_fraction, config.data.test_fraction)
+    B, end = config.batch_size, vocab.end_id
+    batches = ItemBatches(train, B, T, end, config.seed, rows=rows)
+    return vocab, batches, ItemBatches(val, B, T, end, scoring=True, what="validation", rows=rows), labels
 
 
 @dataclass
@@ -190,8 +231,10 @@ def check_reference(config: TrainConfig, resume: bool) -> None:
         raise CharRNNError(f"--engine reference runs on the CPU with NumPy: drop --device {config.device}")
     if config.nproc:
         raise CharRNNError("--engine reference runs in one process: drop --nproc")
-    if config.model.dropout or config.model.tie_weights:
-        raise CharRNNError("the reference engine has no dropout or tied weights: use --dropout 0, no --tie-weights")
+    if config.model.dropout or config.model.tie_weights or config.model.bidirectional:
+        raise CharRNNError(
+            "the reference engine has no dropout, tied weights or --bidirectional: use --dropout 0, drop the others"
+        )
 
 
 def _reference_engine(config: TrainConfig):

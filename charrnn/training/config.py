@@ -12,6 +12,7 @@ from charrnn.data.corpus import DataConfig
 from charrnn.engines.config import ModelConfig
 from charrnn.errors import CharRNNError
 from charrnn.knobs import MAX_SEED, Checked, apply, knob
+from charrnn.tasks import TASK_NAMES
 
 OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd", "adagrad")
 SCHEDULES = ("constant", "cosine", "step", "plateau")
@@ -23,6 +24,13 @@ DEVICE = (r"auto|cpu|mps|cuda(:[0-9]+)?", "auto, cpu, cuda, cuda:N or mps")
 @dataclass
 class TrainConfig(Checked):
     out: str = knob("runs/charrnn", "the run folder, for checkpoints (last/, best/) and metrics.jsonl", nonempty=True)
+    task: str = knob(
+        "next-char",
+        "what to learn: next-char (write like the text); classify (a label per item), tag (a tag per "
+        "character), truecase (restore capitals) or generate (write items for a label), from labelled "
+        "--data: a folder of LABEL.txt files or a .tsv/.csv file (README: Beyond generation)",
+        choices=TASK_NAMES,
+    )
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     batch_size: int = knob(64, "B: number of parallel text streams per batch", ge=1)
@@ -93,6 +101,12 @@ class TrainConfig(Checked):
             raise CharRNNError("give at least one of --max-steps, --max-epochs or --max-time (0 means no limit)")
         if self.nproc and self.batch_size % self.nproc:
             raise CharRNNError(f"--nproc must divide --batch-size {self.batch_size}, not {self.nproc}")
+        if self.model.bidirectional and self.task not in ("tag", "truecase"):
+            raise CharRNNError("--bidirectional reads ahead, which only --task tag and truecase may do")
+        if self.task not in ("next-char", "truecase") and self.data.items:
+            raise CharRNNError(f"--task {self.task} reads labelled items as they are: drop --items")
+        if self.task != "next-char" and self.init_from:
+            raise CharRNNError("--init-from fine-tunes next-char models; train a new --task model instead")
 
     def to_json(self) -> dict:
         return asdict(self)

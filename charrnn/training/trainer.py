@@ -25,11 +25,11 @@ from pathlib import Path
 import numpy as np
 
 from charrnn import checkpoint as ckpt
-from charrnn.data.items import ItemBatches, Items
+from charrnn.data.items import ItemBatches
 from charrnn.data.layout import Streams
 from charrnn.data.vocab import Vocab
 from charrnn.errors import CharRNNError
-from charrnn.evaluation import score, score_items
+from charrnn.evaluation import score, score_batches
 from charrnn.tasks import NEXT_CHAR, Task
 from charrnn.training.config import TrainConfig, budget_used, schedule_factor
 from charrnn.training.progress_bar import ProgressBar
@@ -98,11 +98,12 @@ class Parts:
 
     engine: object  # engines.protocol.Engine
     batches: Streams | ItemBatches  # the training layout
-    val: np.ndarray | Items  # the validation split: ids of one text, or items (--items)
+    val: np.ndarray | ItemBatches  # the validation split: ids of one text, or items in their scoring layout
     vocab: Vocab
     model_json: dict  # the model config as checkpoint.json records it
     group: object = field(default_factory=Solo)  # Solo, or a training.distributed.Dist rank
     task: Task = NEXT_CHAR  # what the head predicts from the layout's chunks (tasks.py)
+    labels: tuple[str, ...] = ()  # the labelled tasks' label set (or tag set): id = position
 
 
 class Trainer:
@@ -132,6 +133,7 @@ class Trainer:
             "task": self.parts.task.name,
             "model": self.parts.model_json,
             "vocab": self.parts.vocab.to_json(),
+            **({"labels": list(self.parts.labels)} if self.parts.labels else {}),
             "step": r.step,
             "epoch": r.epoch + r.batch_index / self.batches.num_chunks,
             "metrics": {"val_loss": self.last_val, "best_val_loss": r.best_val if r.best_val < math.inf else None},
@@ -188,10 +190,10 @@ class Trainer:
     def validation_loss(self) -> float | None:
         """Mean loss over the validation split, sharded over the ranks and summed."""
         c, val, shard = self.config, self.parts.val, (self.group.rank, self.group.world_size)
-        if isinstance(val, Items):  # per character, each item's end included
-            if len(val) == 0:
+        if isinstance(val, ItemBatches):  # per target: a character (each item's end included), a label or a tag
+            if len(val.items) == 0:
                 return None
-            total, n, _ = score_items(self.engine, val, c.batch_size, c.seq_len, self.parts.vocab.end_id, shard)
+            total, n, _ = score_batches(self.engine, val, shard)
         elif len(val) < 2:
             return None
         else:
