@@ -134,14 +134,14 @@ def read_texts(config: ApplyConfig) -> list[str]:
     return lines
 
 
-def classify(run: str, texts: list[str], checkpoint: str = "best", device: str = "cpu") -> list[dict[str, float]]:
+def classify(run, texts: list[str], checkpoint: str = "best", device: str = "cpu") -> list[dict[str, float]]:
     """The Python API: for each text, {label: probability}, most likely first."""
-    labeller = Labeller.load(LoadConfig(run, checkpoint, device), "classify", ("classify",))
+    labeller = Labeller.load(LoadConfig(str(run), checkpoint, str(device)), "classify", ("classify",))
     probs = labeller.classify(list(texts))
     return [{labeller.labels[i]: float(p[i]) for i in np.argsort(-p)} for p in probs]
 
 
-def tag(run: str, texts: list[str], checkpoint: str = "best", device: str = "cpu") -> list[str]:
+def tag(run, texts: list[str], checkpoint: str = "best", device: str = "cpu") -> list[str]:
     """The Python API: each text's tags (tag models), or the text with its capitals restored (truecase)."""
-    labeller = Labeller.load(LoadConfig(run, checkpoint, device), "tag", ("tag", "truecase"))
+    labeller = Labeller.load(LoadConfig(str(run), checkpoint, str(device)), "tag", ("tag", "truecase"))
     return labeller.truecase(list(texts)) if labeller.task == "truecase" else labeller.tag(list(texts))

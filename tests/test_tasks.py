@@ -1,0 +1,176 @@
+"""The labelled tasks end to end: classify, tag, truecase and generate train on the
+same loop, checkpoints and guarantees as next-char, and do what their mode says."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from charrnn.checkpoint import load_model
+from charrnn.data.corpus import DataConfig
+from charrnn.data.labelled import lower_and_case
+from charrnn.engines.config import ModelConfig
+from charrnn.engines.model import CharRNN, loss_fn, row_lengths
+from charrnn.errors import CharRNNError
+from charrnn.evaluation import EvalConfig
+from charrnn.labelled_eval import _casing_baseline, eval_labelled
+from charrnn.predict import classify, tag
+from charrnn.reference.gradcheck import grad_check
+from charrnn.reference.model import CharRNN as RefRNN
+from charrnn.sampling.generate import SampleConfig, sample
+from charrnn.tasks import IGNORE
+from charrnn.training.config import TrainConfig, resumed_config
+from charrnn.training.trainer import train
+
+STEMS = "iv petr sid kuzn mor vol lebed sokol pop fedor ivan mikhail orl bel nov smirn".split()
+
+
+def names_folder(tmp_path):
+    """Two learnable classes: -ov names and -son names; the first letter says nothing."""
+    folder = tmp_path / "names"
+    folder.mkdir(exist_ok=True)
+    (folder / "Russian.txt").write_text("\n".join(s.capitalize() + "ov" for s in STEMS * 2) + "\n")
+    (folder / "Swedish.txt").write_text("\n".join(s.capitalize() + "son" for s in STEMS) + "\n")
+    return folder
+
+
+def config(tmp_path, out, task, data, **kw):
+    model = kw.pop("model", ModelConfig(hidden_size=32, layers=1, embedding_size=16))
+    defaults = dict(batch_size=4, lr=1e-2, max_steps=60, max_epochs=0, eval_every=30, quiet=True, threads=1)
+    data = DataConfig(data=str(data), val_fraction=0.2, **kw.pop("data_kw", {}))
+    return TrainConfig(out=str(tmp_path / out), task=task, data=data, model=model, **{**defaults, **kw})
+
+
+def test_classify_learns_the_suffix_and_records_its_labels(tmp_path):
+    result = train(config(tmp_path, "cls", "classify", names_folder(tmp_path), max_steps=120))
+    meta = json.loads((result.out / "best" / "checkpoint.json").read_text())
+    assert meta["task"] == "classify" and meta["labels"] == ["Russian", "Swedish"]
+    assert meta["model"]["head_size"] == 2
+    out = classify(result.out, ["Kozlov", "Larsson", "Bergov"])
+    assert [next(iter(p)) for p in out] == ["Russian", "Swedish", "Russian"]  # names it never saw
+    assert out[0]["Russian"] > 0.9 and sum(out[0].values()) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("task", ["classify", "generate"])
+def test_resume_is_bitwise_exact_for_labelled_tasks(tmp_path, task):
+    folder = names_folder(tmp_path)
+    train(config(tmp_path, "one", task, folder, max_steps=24, eval_every=5, model=ModelConfig(32, "lstm", 1, 16, 8, 0.2)))
+    train(config(tmp_path, "two", task, folder, max_steps=12, eval_every=5, model=ModelConfig(32, "lstm", 1, 16, 8, 0.2)))
+    train(resumed_config(str(tmp_path / "two"), {"max_steps": 24}), resume=True)
+    a, b = (load_file(str(tmp_path / r / "last" / "model.safetensors")) for r in ("one", "two"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_generate_writes_items_for_the_label_asked(tmp_path):
+    folder = names_folder(tmp_path)
+    run = train(config(tmp_path, "gen", "generate", folder, max_steps=600, eval_every=300)).out
+    model, vocab, meta = load_model(run)
+    assert vocab.labels == ("Russian", "Swedish") and meta["task"] == "generate"
+    for label, suffix in (("Russian", "ov"), ("Swedish", "son")):
+        texts = sample(model, vocab, SampleConfig(label=label, num_samples=20, seed=3, length=30))
+        assert sum(t.endswith(suffix) for t in texts) >= 16, (label, texts)
+        assert all("\n" not in t for t in texts)
+    val = eval_labelled(run, EvalConfig(data=str(folder), split="val")).figures
+    assert val["nats_true"] < val["nats_other"]
+    assert eval_labelled(run, EvalConfig(data=str(folder), split="train")).figures["true_lowest"] > 0.8
+
+
+def test_cli_refuses_a_command_that_does_not_fit_the_task(tmp_path):
+    run = train(config(tmp_path, "cls", "classify", names_folder(tmp_path), max_steps=4)).out
+    cli = [sys.executable, "-m", "charrnn"]
+    out = subprocess.run([*cli, "sample", str(run)], capture_output=True, text=True)
+    assert out.returncode == 2 and "use `charrnn classify`" in out.stderr and "Traceback" not in out.stderr
+    out = subprocess.run([*cli, "classify", str(run), "Ivanov", "--top", "1"], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.startswith("Ivanov\t") and out.stdout.count(" 0.") == 1
+
+
+def test_truecase_restores_capitals_and_beats_nothing_else(tmp_path):
+    text = "".join(f"Then Anna met Paul in Rome on day {i}.\nAnna and Paul saw Rome.\n" for i in range(60))
+    (tmp_path / "t.txt").write_text(text)
+    model = ModelConfig(hidden_size=32, layers=1, embedding_size=16, bidirectional=True)
+    run = train(config(tmp_path, "tc", "truecase", tmp_path / "t.txt", max_steps=150, eval_every=75, model=model)).out
+    assert tag(run, ["then anna met paul in rome."]) == ["Then Anna met Paul in Rome."]
+    report = eval_labelled(run, EvalConfig(data=str(tmp_path / "t.txt"), split="val"))
+    assert report.figures["upper_f1"] > 0.95 and report.figures["accuracy"] > 0.99
+
+
+def test_the_casing_baseline_writes_each_word_as_most_often_seen():
+    seen = [lower_and_case(t) for t in ("Paris is in France", "PARIS", "Paris", "And")]
+    tags = _casing_baseline([t for t, _ in seen], [c for _, c in seen], ["france and paris, rome"], ("U", "l"))
+    # paris: "Paris" twice, "PARIS" once; and: seen only capitalised; rome: never seen, stays lower case
+    assert "".join("Ul"[t] for t in tags) == lower_and_case("France And Paris, rome")[1]
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_bidirectional_padding_changes_nothing(cell):
+    """A padded batch with row lengths gives each item the logits it gets alone."""
+    torch.manual_seed(0)
+    model = CharRNN(ModelConfig(7, cell, 2, 8, 4, bidirectional=True, head_size=3)).eval()
+    items = [torch.tensor([1, 2, 3, 4, 5]), torch.tensor([6, 1]), torch.tensor([2, 2, 2])]
+    x = torch.zeros(3, 5, dtype=torch.long)
+    y = torch.full((3, 5), IGNORE)
+    for k, item in enumerate(items):
+        x[k, : len(item)], y[k, : len(item)] = item, 0
+    assert row_lengths(y).tolist() == [5, 2, 3]
+    with torch.no_grad():
+        batched, _ = model(x, None, row_lengths(y))
+        for k, item in enumerate(items):
+            alone, _ = model(item[None])
+            torch.testing.assert_close(batched[k, : len(item)], alone[0], rtol=1e-5, atol=1e-6)
+            unpacked, _ = model(x[k : k + 1])  # without lengths the backward pass reads the padding
+            if len(item) < 5:
+                assert not torch.allclose(unpacked[0, : len(item)], alone[0], atol=1e-4)
+
+
+def classify_batch(C=3, V=6, B=3, T=5, seed=0):
+    """Targets IGNORE everywhere but the last character of each item (of lengths T, T-2, 1)."""
+    rng = np.random.default_rng(seed)
+    x, y = rng.integers(0, V, (B, T)), np.full((B, T), IGNORE)
+    for b, n in enumerate((T, T - 2, 1)):
+        y[b, n - 1] = rng.integers(0, C)
+    return x, y
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_the_reference_many_to_one_loss_passes_the_gradient_check(cell):
+    model = RefRNN(ModelConfig(6, cell, 2, hidden_size=4, embedding_size=3, head_size=3), rng=1)
+    errors = grad_check(model, *classify_batch())
+    assert max(errors.values()) < 1e-6, errors
+
+
+def test_the_reference_classifier_agrees_with_pytorch():
+    config = ModelConfig(6, "gru", 1, hidden_size=5, embedding_size=0, head_size=3)
+    torch_model = CharRNN(config).double()
+    ref = RefRNN(config, rng=0)
+    from charrnn.reference.checkpoint import from_state_dict
+
+    ref = from_state_dict(config, {k: v.numpy() for k, v in torch_model.state_dict().items()})
+    x, y = classify_batch()
+    ref_loss, _, _ = ref.loss(x, y)
+    logits, _ = torch_model(torch.from_numpy(x))
+    assert ref_loss == pytest.approx(loss_fn(logits, torch.from_numpy(y)).item(), rel=1e-10)
+
+
+@pytest.mark.parametrize(
+    "kw, message",
+    [
+        (dict(task="next-char", model=ModelConfig(bidirectional=True)), "--bidirectional reads ahead"),
+        (dict(task="classify", data_kw={"items": "lines"}), "drop --items"),
+        (dict(task="classify", model=ModelConfig(hidden_size=64, embedding_size=64, tie_weights=True)), "--tie"),
+    ],
+)
+def test_configs_that_cannot_work_are_refused_in_one_line(tmp_path, kw, message):
+    with pytest.raises(CharRNNError, match=message):
+        train(config(tmp_path, "bad", data=names_folder(tmp_path), **kw))
+
+
+def test_one_label_is_not_a_classification(tmp_path):
+    folder = tmp_path / "one"
+    folder.mkdir()
+    (folder / "A.txt").write_text("x\ny\n")
+    with pytest.raises(CharRNNError, match="needs at least two different labels"):
+        train(config(tmp_path, "bad", "classify", folder))
