@@ -84,6 +84,10 @@ def make_config(tmp: Path, out: str, dropout: float = 0.0, **kw) -> TrainConfig:
 def tmp(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("dist")
     (tmp / "corpus.txt").write_text(bundled_corpus().read_text()[:20_000])
+    (tmp / "names").mkdir()  # a labelled task: a folder of LABEL.txt files
+    words = bundled_corpus().read_text()[:20_000].split()
+    (tmp / "names" / "Short.txt").write_text("\n".join(w for w in words if len(w) <= 4))
+    (tmp / "names" / "Long.txt").write_text("\n".join(w for w in words if len(w) > 4))
     return tmp
 
 
@@ -176,9 +180,11 @@ def runs(tmp) -> dict:
     """One-process references (K steps; 2K steps without a stop) and the 2-rank runs:
     K steps from scratch, the K-step reference resumed on 2 ranks up to 2K, and with
     dropout, 2K steps without a stop and K steps resumed up to 2K."""
+    classify = dict(task="classify", data=DataConfig(data=str(tmp / "names"), cache_dir=str(tmp / "cache")))
     saves = {
         "ref_k": run_one(make_config(tmp, "ref_k")),
         "ref_2k": run_one(make_config(tmp, "ref_2k", max_steps=2 * K)),
+        "cls_ref": run_one(make_config(tmp, "cls_ref", **classify)),
     }
     shutil.copytree(tmp / "ref_k", tmp / "one_then_two")
     jobs = [
@@ -187,6 +193,7 @@ def runs(tmp) -> dict:
         (make_config(tmp, "drop_2k", dropout=0.3, max_steps=2 * K), False),
         (make_config(tmp, "drop_k_2k", dropout=0.3), False),
         (make_config(tmp, "drop_k_2k", dropout=0.3, max_steps=2 * K), True),
+        (make_config(tmp, "cls_two", **classify), False),
     ]
     per_rank = run_ranks(tmp, jobs)
     saves |= {"two": per_rank[0][0], "two_rank1": per_rank[1][0]}
@@ -200,6 +207,12 @@ def test_two_ranks_equal_one_process_and_write_checkpoints_once(tmp, runs):
     assert len(metrics(str(tmp / "two"))) == len(metrics(str(tmp / "ref_k")))  # ...not even metrics
     assert not [p.name for p in (tmp / "two").iterdir() if ".tmp" in p.name or ".old" in p.name]
     assert ckpt.load_trainer_state(tmp / "two" / "last")["world_size"] == 2
+
+
+def test_a_classifier_on_two_ranks_equals_one_process(tmp, runs):
+    """The labelled tasks share the item layout's rows among ranks like streams."""
+    assert_same_run(str(tmp / "cls_two"), str(tmp / "cls_ref"))
+    assert json.loads((tmp / "cls_two" / "last" / "checkpoint.json").read_text())["labels"] == ["Long", "Short"]
 
 
 def test_resume_two_ranks_on_one(tmp, runs):
