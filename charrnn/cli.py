@@ -250,6 +250,7 @@ def cmd_eval(args) -> int:
     source = knobs.from_args(LoadConfig, args)
     source.check()
     config = knobs.from_args(EvalConfig, args)
+    config.check()  # every flag before the run is read
     if get_task(ckpt.read_meta(ckpt.resolve(source.run, source.checkpoint)).get("task")).labelled:
         from charrnn.labelled_eval import eval_labelled
 
@@ -275,8 +276,8 @@ def _labeller(args, command: str, tasks: tuple[str, ...]):
     from charrnn.predict import ApplyConfig, Labeller, read_texts
 
     config, load = knobs.from_args(ApplyConfig, args), knobs.from_args(LoadConfig, args)
-    config.check()
     load.check()
+    config.check()
     return config, read_texts(config), Labeller.load(load, command, tasks)
 
 

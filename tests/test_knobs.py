@@ -99,14 +99,24 @@ def bad_cases():
     for command, sub in subcommands():
         for a in filter(declared, arguments(sub)):
             values = bad_values(a)
-            if a.knob.positional:
+            if a.knob.positional:  # in its place among the positionals (an optional one cannot follow flags)
                 for v in values:
-                    yield [command, *base_argv(sub, a), v], name_of(a)
+                    base = base_argv(sub, a)
+                    at = sum(
+                        1
+                        for p in arguments(sub)
+                        if not p.option_strings and p is not a and sub_index(sub, p) < sub_index(sub, a)
+                    )
+                    yield [command, *base[:at], v, *base[at:]], name_of(a)
             elif a.kind == "bool":
                 yield [command, *base_argv(sub, a), f"{a.option_strings[0]}=yes"], name_of(a)
             else:
                 for v in values:
                     yield [command, *base_argv(sub, a), a.option_strings[0], v], name_of(a)
+
+
+def sub_index(sub, action) -> int:
+    return list(arguments(sub)).index(action)
 
 
 def declared(action) -> bool:
@@ -144,6 +154,8 @@ def test_the_walk_covers_every_command_and_the_issue_cases():
         "train",
         "sample",
         "eval",
+        "classify",
+        "tag",
         "hello",
         "viz",
         "plot",
