@@ -13,7 +13,7 @@ from tqdm import tqdm
 class ProgressBar:
     def __init__(self, config, steps_per_epoch: int, step: int, enabled: bool = True):
         """config: the TrainConfig whose limits (--max-steps, --max-epochs, --max-time) end the run."""
-        self.max_time, self.chars_per_step = config.max_time, config.batch_size * config.seq_len
+        self.max_time = config.max_time
         limits = [config.max_steps] if config.max_steps else []
         if config.max_epochs:
             limits.append(math.ceil(config.max_epochs * steps_per_epoch))
@@ -26,8 +26,8 @@ class ProgressBar:
             self.cps = cps
         if val is not None:
             self.val = val
-        if self.max_time and self.cps:  # a time budget may end the run before the step limit
-            steps_left = (self.max_time - elapsed) * self.cps / self.chars_per_step
+        if self.max_time and elapsed > 0:  # a time budget may end the run before the step limit
+            steps_left = (self.max_time - elapsed) * step / elapsed  # at the run's mean rate (items vary in length)
             by_time = step + max(0, math.ceil(steps_left))
             self.bar.total = min(self.total, by_time) if self.total else by_time
         parts = [f"loss {loss:.3f}"]

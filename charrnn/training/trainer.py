@@ -118,6 +118,7 @@ class Trainer:
         self.run_state = run or RunState()
         self.hidden = None  # hidden state of this rank's streams, carried between batches (TBPTT)
         self.last_val, self.stop_signal = None, None
+        self.chunk_chars = 0  # characters in the latest step's chunk, all ranks
         self.lr = math.nan  # the learning rate of the latest step
 
     @property
@@ -182,6 +183,7 @@ class Trainer:
         if self.batches.starts_fresh(r.batch_index, r.epoch):  # new streams, or new items
             self.hidden = None
         x, y = self.batches.chunk(r.batch_index, self.rows, r.epoch)  # (b, T): this rank's rows
+        self.chunk_chars = self.config.batch_size * x.shape[1]  # all ranks' characters (items: T varies)
         self.lr = self.learning_rate()
         loss, self.hidden = self.engine.train_step(x, y, self.hidden, self.lr)
         r.step, r.batch_index = r.step + 1, r.batch_index + 1
@@ -246,14 +248,14 @@ class Trainer:
         self.out.mkdir(parents=True, exist_ok=True)
         c, r = self.config, self.run_state
         good, last_eval, train_loss = self.snapshot(), self.step, math.nan
-        window = _Window(c.batch_size * c.seq_len, self.group)
+        window = _Window(self.group)
         bar = ProgressBar(c, self.batches.num_chunks, self.step, enabled=not c.quiet and self.group.is_main)
         handlers = self._catch_signals()
         try:
             stop = self.should_stop()
             while not stop:
                 t = time.perf_counter()
-                window.add(self.train_step())
+                window.add(self.train_step(), self.chunk_chars)
                 self.run_state.elapsed += window.took(t)
                 stop = self.should_stop()
                 due_log = self.step % c.log_every == 0 or stop
@@ -322,13 +324,13 @@ class _Window:
     """Training loss and speed since the last read. A PyTorch loss stays on its device
     until read, so logging does not force a GPU sync at every step."""
 
-    def __init__(self, chars_per_step: int, group):
-        self.chars_per_step, self.group = chars_per_step, group
-        self.loss, self.steps, self.seconds = 0.0, 0, 0.0
+    def __init__(self, group):
+        self.group = group
+        self.loss, self.steps, self.chars, self.seconds = 0.0, 0, 0, 0.0
 
-    def add(self, loss) -> None:
+    def add(self, loss, chars: int) -> None:
         self.loss = self.loss + loss
-        self.steps += 1
+        self.steps, self.chars = self.steps + 1, self.chars + chars
 
     def took(self, start: float) -> float:
         dt = time.perf_counter() - start
@@ -340,8 +342,8 @@ class _Window:
         t = time.perf_counter()
         loss = float(self.group.mean(self.loss / self.steps))  # on a GPU this waits for the queued steps: count it
         self.seconds += time.perf_counter() - t
-        cps = self.steps * self.chars_per_step / max(self.seconds, 1e-9)
-        self.loss, self.steps, self.seconds = 0.0, 0, 0.0
+        cps = self.chars / max(self.seconds, 1e-9)
+        self.loss, self.steps, self.chars, self.seconds = 0.0, 0, 0, 0.0
         return loss, cps
 
 
