@@ -189,7 +189,9 @@ def plot(results: list[dict], path: Path, title: str) -> None:
         rows = [r for r in results if r["budget"] == budget]
         x = range(len(rows))
         for shift, who, color in ((-0.2, "charrnn", "tab:blue"), (0.2, "transformer", "tab:orange")):
-            ax.bar([i + shift for i in x], [r[who]["loss"] / LN2 for r in rows], width=0.4, label=who, color=color)
+            bpc = [r[who]["loss"] / LN2 for r in rows]
+            bars = ax.bar([i + shift for i in x], bpc, width=0.4, label=who, color=color)
+            ax.bar_label(bars, [f"{v:.2f}" for v in bpc], fontsize=7)
         ax.set_xticks(list(x), [f"{r['corpus']}\n{r['distinct']:,} chars" for r in rows], fontsize=8)
         ax.set(ylabel="validation bits per character", title=f"{budget:g} s budget")
         ax.grid(axis="y", alpha=0.3)
