@@ -238,6 +238,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     args.threads = torch.get_num_threads()  # both models get this number, explicitly
     paths = corpus_paths(args.corpora, args.data_dir)
     out = Path(args.out)
+    for path in paths.values():  # a bad --charrnn-args fails now, not an hour into the suite
+        charrnn_config(path, out / "runs" / "check", max(args.budget), args.threads, args.charrnn_args).check()
     out.mkdir(parents=True, exist_ok=True)
     results = []
     for budget in args.budget:
