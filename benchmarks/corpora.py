@@ -219,7 +219,7 @@ def parse_args(argv: list[str] | None):
     p.add_argument("--data-dir", type=Path, default=DATA_DIR, help="folder of the named corpora")
     p.add_argument("--charrnn-args", default="--preset tiny", help="extra `charrnn train` flags, in one string")
     p.add_argument("--threads", type=int, default=0, help="CPU threads for both models; 0 = PyTorch's default")
-    p.add_argument("--out", default="bench-corpora", help="folder for corpora.json/.md/.png and the charrnn runs")
+    p.add_argument("--out", default="runs/bench-corpora", help="folder for corpora.json/.md/.png and the charrnn runs")
     p.add_argument("--score-streams", type=int, default=1, help="streams charrnn's scoring reads the split as")
     p.add_argument("--block", type=int, default=64, help="the transformer's context, and its scoring window")
     p.add_argument("--stride", type=int, default=32, help="the scoring window's stride")
