@@ -7,6 +7,8 @@ import pytest
 
 from charrnn.data.items import ItemBatches, LabelRows, NextCharRows, TagRows
 from charrnn.data.labelled import (
+    LabelledItems,
+    balanced,
     encode_labelled,
     label_names,
     lower_and_case,
@@ -133,3 +135,14 @@ def test_an_unknown_label_lists_the_known_ones():
     with pytest.raises(CharRNNError, match="unknown label 'Klingon'; the labels this model knows: Dutch, Greek"):
         vocab.label_id("Klingon")
     assert Vocab.from_json(vocab.to_json()) == vocab and vocab.size == 2 + 1 + 2
+
+
+def test_balance_repeats_the_rarer_labels_items():
+    targets = np.array([0] * 100 + [1] * 25 + [2] * 4)
+    items = LabelledItems(np.arange(129), np.arange(129), np.arange(1, 130), targets)
+    assert balanced(items, 0.0) is items
+    counts = np.bincount(balanced(items, 1.0).targets)
+    assert counts.tolist() == [100, 100, 100]
+    half = balanced(items, 0.5)
+    assert np.bincount(half.targets).tolist() == [100, 50, 20]  # n * round(sqrt(100 / n))
+    assert set(half.starts.tolist()) == set(range(129))  # repeats, nothing new

@@ -170,6 +170,17 @@ class LabelledItems(Items):
         return tuple(self.subset(i) for i in stratified_split(keys, self.targets, val_fraction, test_fraction))
 
 
+def balanced(items: LabelledItems, balance: float) -> LabelledItems:
+    """The items with those of rarer labels repeated: a label with n items gets about
+    n**(1-balance) * most**balance (the commonest label's count: unchanged)."""
+    if not balance or items.per_char or not len(items):
+        return items
+    counts = np.bincount(items.targets)
+    most = counts.max()
+    repeats = np.rint(np.where(counts > 0, most**balance * counts ** (1 - balance) / np.maximum(counts, 1), 1))
+    return items.subset(np.repeat(np.arange(len(items)), repeats.astype(np.int64)[items.targets]))
+
+
 def stratified_split(keys: list, labels, val_fraction: float, test_fraction: float, seed: int = 0):
     """Index arrays (train, val, test): for each label, its distinct items shuffled by `seed`
     and cut by the fractions; equal keys (duplicates) all go where the first one goes,

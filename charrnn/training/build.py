@@ -18,7 +18,7 @@ from pathlib import Path
 from charrnn import checkpoint as ckpt
 from charrnn.data.corpus import load_corpus
 from charrnn.data.items import ItemBatches, LabelRows, NextCharRows, TagRows, cut_items, newline_id
-from charrnn.data.labelled import encode_labelled, label_names, read_labelled
+from charrnn.data.labelled import balanced, encode_labelled, label_names, read_labelled
 from charrnn.data.layout import Streams
 from charrnn.data.vocab import Vocab
 from charrnn.engines.config import ModelConfig
@@ -128,6 +128,7 @@ def labelled_split(config: TrainConfig, saved: dict | None = None):
 def _labelled_layout(config: TrainConfig, saved: dict | None):
     vocab, labels, items, rows, T = labelled_split(config, saved)
     train, val, _ = items.split(config.data.val_fraction, config.data.test_fraction)
+    train = balanced(train, config.balance)  # validation stays as it is: the loss is comparable across runs
     B, end = config.batch_size, vocab.end_id
     batches = ItemBatches(train, B, T, end, config.seed, rows=rows)
     return vocab, batches, ItemBatches(val, B, T, end, scoring=True, what="validation", rows=rows), labels

@@ -33,6 +33,13 @@ class TrainConfig(Checked):
     )
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
+    balance: float = knob(
+        0.0,
+        "classify: repeat the training items of rarer labels, so that a label with n items weighs "
+        "n**(1-b) * most**b (0: as they come; 1: every label alike); helps macro-F1 on unbalanced data",
+        ge=0,
+        le=1,
+    )
     batch_size: int = knob(64, "B: number of parallel text streams per batch", ge=1)
     seq_len: int = knob(
         128, "T: characters per stream per batch; training backpropagates through this many steps", ge=1
@@ -105,6 +112,8 @@ class TrainConfig(Checked):
             raise CharRNNError("--bidirectional reads ahead, which only --task tag and truecase may do")
         if self.task not in ("next-char", "truecase") and self.data.items:
             raise CharRNNError(f"--task {self.task} reads labelled items as they are: drop --items")
+        if self.balance and self.task != "classify":
+            raise CharRNNError("--balance weighs the labels of --task classify; drop it for this task")
         if self.task != "next-char" and self.init_from:
             raise CharRNNError("--init-from fine-tunes next-char models; train a new --task model instead")
 
