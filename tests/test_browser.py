@@ -124,6 +124,10 @@ def test_classifier_page_updates_letter_by_letter(page, tmp_path):
             russian.append(dict(map(tuple, answer["top"]))["Russian"])
         assert rows[0][0] == "Russian" and russian[-1] > 2 * russian[-2]  # the final "v" makes it Russian
         assert len(set(russian)) == len(russian)  # the bars moved at every letter
+        assert page.inner_text("#step") == f'after "Karpov": Russian {100 * russian[-1]:.1f}%'
+        page.hover("#strip .step:nth-child(5)")  # pointing at a letter tells its numbers
+        k = answer["labels"].index("Russian")
+        assert page.inner_text("#step").startswith(f'after "Karpo": Russian {100 * answer["steps"][4][k]:.1f}%')
 
         page.keyboard.type(" !")  # outside the vocabulary: not read, and the page says so
         page.wait_for_function("document.getElementById('bars').dataset.text === 'Karpov !'")

@@ -40,10 +40,12 @@ function drawBars(top) {
   }
 }
 
-// One column per character read: as tall as the whole text's top label's probability after it.
+// One column per character read: as tall as the whole text's top label's probability after it;
+// pointing at one tells the numbers.
 function drawStrip(answer) {
   const box = $("strip");
   box.textContent = "";
+  $("step").textContent = "";
   if (!answer.chars.length) {
     $("strip-caption").textContent = "";
     return;
@@ -59,8 +61,10 @@ function drawStrip(answer) {
     fill.style.height = pct(p);
     col.append(fill);
     step.append(col, element("span", "ch", answer.chars[t] === " " ? "\u2423" : answer.chars[t]));
+    step.onmouseenter = () => { $("step").textContent = step.title; };
     box.append(step);
   });
+  $("step").textContent = box.lastChild.title;  // the whole text's, until the mouse points at a letter
 }
 
 async function classify() {
