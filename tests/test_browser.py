@@ -89,9 +89,9 @@ def test_report_opens_from_disk_and_shows_guesses(page, tmp_path):
 
 def test_classifier_page_updates_letter_by_letter(page, tmp_path):
     from charrnn.checkpoint import load_model
-    from viz_support import tiny_classifier
+    from viz_support import tiny_surnames
 
-    model, vocab, meta = load_model(str(tiny_classifier(tmp_path)))
+    model, vocab, meta = load_model(str(tiny_surnames(tmp_path)))
     with BackgroundServer(create_app(model, vocab, ServeConfig(max_prime=20), name="names", meta=meta)) as url:
         page.goto(url + "/")
         page.wait_for_function("document.getElementById('model').textContent.includes('classifier of 3 labels')")

@@ -321,9 +321,9 @@ def test_a_model_of_items_writes_whole_items_in_the_playground(tmp_path):
 @pytest.fixture(scope="module")
 def classifier(tmp_path_factory):
     """(model, vocab, meta, run folder) of a tiny trained surname classifier."""
-    from viz_support import tiny_classifier
+    from viz_support import tiny_surnames
 
-    run = tiny_classifier(tmp_path_factory.mktemp("classifier"))
+    run = tiny_surnames(tmp_path_factory.mktemp("classifier"))
     return (*load_model(str(run)), run)
 
 
@@ -439,3 +439,37 @@ def test_serve_refuses_tag_runs_and_novelty_on_a_classifier_at_start(tmp_path, m
             serve(str(tmp_path / "tagger"), ServeConfig(port=port))
         with pytest.raises(CharRNNError, match="--novelty measures generated text, and a classify model writes none"):
             serve(str(classifier[3]), ServeConfig(novelty=True, port=port))
+
+
+# -- a generate run (task generate): /api/generate writes for a label ------------------------
+
+
+@pytest.fixture(scope="module")
+def generator(tmp_path_factory):
+    from viz_support import tiny_surnames
+
+    return load_model(str(tiny_surnames(tmp_path_factory.mktemp("generator"), "generate")))
+
+
+def test_a_generate_run_writes_for_the_label_asked(generator, url):
+    model, vocab, meta = generator
+    with BackgroundServer(create_app(model, vocab, ServeConfig(), name="gen", meta=meta)) as gen_url:
+        info = httpx.get(gen_url + "/api/model").json()
+        assert info["task"] == "generate" and info["labels"] == ["English", "Russian", "Spanish"]
+        for label, prime in (("Russian", ""), ("Spanish", "Iv")):
+            body = {"label": label, "prime": prime, "length": 30, "temperature": 0.5, "seed": 3}
+            done = generate(gen_url, body)[-1]
+            want = sample(model, vocab, SampleConfig(**body))[0]
+            assert done["text"] == want and want.startswith(prime)
+            # The trace read the label's symbol first, as the sampler did.
+            tr = trace(model, vocab.encode(want), context=np.array([vocab.label_id(label)]))
+            assert done["trace"]["has_first"] is True
+            assert done["trace"]["surprisal"][:3] == pytest.approx(tr.surprisal[:3])
+        r = httpx.post(gen_url + "/api/generate", json={"length": 5})
+        assert r.status_code == 400
+        assert r.json()["error"] == "this model writes for a label: give label, one of English, Russian, Spanish"
+        r = httpx.post(gen_url + "/api/generate", json={"label": "Klingon"})
+        assert r.status_code == 400
+        assert r.json()["error"] == "unknown label 'Klingon'; the labels this model knows: English, Russian, Spanish"
+    r = httpx.post(url + "/api/generate", json={"label": "Russian"})  # a next-char model writes for no label
+    assert r.status_code == 400 and "not trained with --task generate" in r.json()["error"]

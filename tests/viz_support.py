@@ -53,9 +53,9 @@ STEMS = "Ivan Petr Smirn Kuzn Pop Vasil Sokol Mikhail Fedor Lebed Kozl Novik Mor
 ENDINGS = {"English": "son", "Russian": "ov", "Spanish": "ez"}
 
 
-def tiny_classifier(folder: Path) -> Path:
-    """Train a classify run (a few seconds on one thread) on surnames told apart by their
-    endings, -son, -ov and -ez: a name becomes Russian at its last two letters."""
+def tiny_surnames(folder: Path, task: str = "classify") -> Path:
+    """Train a classify (or generate) run, a few seconds on one thread, on surnames told apart
+    by their endings, -son, -ov and -ez: a name becomes Russian at its last two letters."""
     from charrnn.data.corpus import DataConfig
     from charrnn.training.config import TrainConfig
     from charrnn.training.trainer import train
@@ -68,7 +68,7 @@ def tiny_classifier(folder: Path) -> Path:
     train(
         TrainConfig(
             out=str(run),
-            task="classify",
+            task=task,
             data=DataConfig(data=str(data)),
             model=ModelConfig(hidden_size=32, layers=1, embedding_size=16),
             batch_size=8,

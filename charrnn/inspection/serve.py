@@ -4,7 +4,7 @@
                          classifier run, the classifier page (serve_classify.py)
     GET  /static/...     its script and styles (the same trace.js the viz report inlines)
     GET  /api/model      the model's shape, task and labels, the request limits and the defaults
-    POST /api/generate   {"prime", "length", "temperature", "top_k", "top_p", "seed", "beam"}
+    POST /api/generate   {"prime", "length", "temperature", "top_k", "top_p", "seed", "beam", "label"}
                          -> NDJSON, one object a line, streamed as it is written:
                             {"seed": S}  then  {"text": "..."} ...  then
                             {"done": true, "text": FULL, "trace": trace_payload[, "novelty": {...}]}
@@ -45,7 +45,17 @@ from charrnn.tasks import require
 SERVED = ("next-char", "generate", "classify")  # the tasks serve shows: generation and classifiers
 
 MAX_BODY = 64 * 1024  # bytes of a request body
-DEFAULTS = {"prime": "", "length": 200, "temperature": 0.8, "top_k": 0, "top_p": 1.0, "seed": None, "beam": 0}
+# label: a generate run's; it writes for this label, one of /api/model's "labels".
+DEFAULTS = {
+    "prime": "",
+    "length": 200,
+    "temperature": 0.8,
+    "top_k": 0,
+    "top_p": 1.0,
+    "seed": None,
+    "beam": 0,
+    "label": None,
+}
 
 
 @dataclass
@@ -160,6 +170,10 @@ class Playground:
     def check_prime(self, sc: SampleConfig) -> None:
         if missing := self.vocab.unknown(sc.prime):
             raise BadRequest(f"the prime has characters outside the model's vocabulary: {describe_chars(missing)}")
+        if self.vocab.labels and sc.label is None:
+            raise BadRequest(f"this model writes for a label: give label, one of {', '.join(self.vocab.labels)}")
+        if sc.label is not None:
+            self.vocab.label_id(sc.label)  # an unknown label: CharRNNError listing the known ones
 
     def generate(self, sc: SampleConfig, emit, cancelled: threading.Event) -> None:
         """Generate (streaming each piece to emit), then emit the trace of the whole text."""
@@ -170,9 +184,10 @@ class Playground:
             emit({"text": piece})
 
         text = sample(self.model, self.vocab, sc, on_text)[0]
-        ids, shown = prime_ids(self.vocab, sc.prime, "error")
-        # Read exactly what the sampler read: with no prime it started after a hidden context.
-        context = None if shown else ids
+        ids, shown = prime_ids(self.vocab, sc.prime, "error", sc.label)
+        # Read exactly what the sampler read: it started after a hidden context (a newline, the
+        # end of an item, a label's symbol) unless the prime alone was all it read.
+        context = ids[: len(ids) - len(self.vocab.encode(sc.prime))]
         tr = trace(self.model, self.vocab.encode(text, "skip"), context)
         done = {"done": True, "text": text, "trace": trace_payload(tr, self.vocab)}
         if self.novelty is not None:  # of the generated part: the prime is the user's
