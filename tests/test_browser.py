@@ -133,3 +133,24 @@ def test_classifier_page_updates_letter_by_letter(page, tmp_path):
         page.wait_for_function("document.getElementById('bars').dataset.text === 'Karpov !'")
         assert "not read: ' !'" in page.inner_text("#status")
         assert page.locator("#strip .step").count() == len("Karpov")
+
+
+def test_playground_of_a_generate_run_writes_for_the_label_picked(page, tmp_path):
+    from charrnn.checkpoint import load_model
+    from viz_support import tiny_surnames
+
+    model, vocab, meta = load_model(str(tiny_surnames(tmp_path, "generate")))
+    with BackgroundServer(create_app(model, vocab, ServeConfig(), name="gen", meta=meta)) as url:
+        request = {"label": "Spanish", "prime": "", "length": 40, "temperature": 1.0, "seed": 5}
+        with httpx.stream("POST", url + "/api/generate", json=request) as r:
+            expected = json.loads(list(r.iter_lines())[-1])["text"]
+        page.goto(url + "/")
+        page.wait_for_selector("#label option[value=Spanish]", state="attached")
+        assert page.is_visible("#label") and page.eval_on_selector_all("#label option", "os => os.length") == 3
+        page.select_option("#label", "Spanish")
+        page.fill("#length", "40")
+        page.fill("#temperature", "1")
+        page.fill("#seed", "5")
+        page.click("#go")
+        page.wait_for_selector(".ct-text span", timeout=30_000)
+        assert page.inner_text(".ct-text") == expected
