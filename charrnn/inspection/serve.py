@@ -67,7 +67,7 @@ class ServeConfig(Checked):
     )
     port: int = knob(8000, "TCP port to listen on", ge=1, le=65535, off=(0, "a free port the system picks"))
     max_length: int = knob(1000, "the most characters one request may generate", ge=1)
-    max_prime: int = knob(1000, "the most characters of prime text one request may send", ge=1)
+    max_prime: int = knob(1000, "the most characters of prime text (or of text to classify) one request may send", ge=1)
     max_temperature: float = knob(5.0, "the highest temperature a request may ask for", gt=0)
     workers: int = knob(4, "generations run at once; more requests wait their turn", ge=1)
     max_beam: int = knob(8, "the most beams a beam-search request may ask for", ge=1, off=(0, "no beam search"))
