@@ -10,7 +10,8 @@
                             {"done": true, "text": FULL, "trace": trace_payload[, "novelty": {...}]}
                          (with "beam" > 0 the text comes in one piece, at the end: the best
                          beam is known only then; with --novelty, "novelty" tells what of
-                         the generated part was copied from the training text)
+                         the generated part was copied from the training text; "label":
+                         what a generate run writes for, one of /api/model's "labels")
     POST /api/classify   a classifier's label distribution after every character (serve_classify.py)
 
 A run serves the endpoint of its task; the other one answers 400 saying which to use. Tag
