@@ -109,8 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         (
             "serve",
-            "a local web playground: generate, inspect predictions and neurons",
-            "Serve a web page that generates text as you watch and shows what the model saw.",
+            "a local web playground: generate, inspect predictions and neurons; or classify as you type",
+            "Serve a web page that generates text as you watch and shows what the model saw; for a classifier "
+            "run, one that shows the label probabilities after every character as you type.",
             [LoadConfig, ServeConfig],
         ),
         (

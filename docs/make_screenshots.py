@@ -2,11 +2,14 @@
 
     python docs/make_screenshots.py                    # trains runs/screenshots first (about 3 min on CPU)
     python docs/make_screenshots.py --run runs/demo    # or use a run you have
+    python docs/make_screenshots.py --classify-run runs/names   # also docs/img/classify.png
 
 It trains (unless --run has a checkpoint) a small LSTM on the bundled Tiny
 Shakespeare, writes a viz report and the loss curve, serves the playground, and
 photographs both pages in the system's headless Chromium (Debian's `chromium`; set
-CHARRNN_CHROMIUM to use another). Writes docs/img/{activations,playground,curve}.png.
+CHARRNN_CHROMIUM to use another). Writes docs/img/{activations,playground,curve}.png;
+with --classify-run (a run of `charrnn train --task classify --data names/`), also
+classify.png: the classifier page as "Dostoevsky" is typed.
 """
 
 from __future__ import annotations
@@ -100,12 +103,27 @@ def shoot_playground(browser, run: Path, out: Path) -> None:
         page.close()
 
 
+def shoot_classifier(browser, run: Path, out: Path) -> None:
+    model, vocab, meta = load_model(run)
+    with BackgroundServer(create_app(model, vocab, ServeConfig(), name=run.name, meta=meta)) as url:
+        page = browser.new_page(viewport={"width": 1100, "height": 560})
+        page.goto(url + "/")
+        page.wait_for_function("document.getElementById('model').textContent.includes('classifier')")
+        page.focus("#text")
+        page.keyboard.type("Dostoevsky", delay=30)  # letter by letter, as a user types
+        page.wait_for_function("document.getElementById('bars').dataset.text === 'Dostoevsky'")
+        page.hover("#strip .step:nth-child(7)")  # after "Dostoev"
+        page.screenshot(path=str(out))
+        page.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
         "--run", default=str(ROOT / "runs" / "screenshots"), help="run folder; trained first if it has no checkpoint"
     )
     parser.add_argument("--train-seconds", type=float, default=180, help="training time when the run must be trained")
+    parser.add_argument("--classify-run", help="also photograph the classifier page of this classify run")
     parser.add_argument("--out", default=str(ROOT / "docs" / "img"), help="folder for the PNGs")
     args = parser.parse_args()
     run, out = Path(args.run), Path(args.out)
@@ -122,8 +140,10 @@ def main() -> None:
         browser = p.chromium.launch(executable_path=chromium, args=FLAGS)
         shoot_report(browser, run, out / "activations.png")
         shoot_playground(browser, run, out / "playground.png")
+        if args.classify_run:
+            shoot_classifier(browser, Path(args.classify_run), out / "classify.png")
         browser.close()
-    for name in ("activations.png", "playground.png", "curve.png"):
+    for name in ("activations.png", "playground.png", "curve.png") + (("classify.png",) if args.classify_run else ()):
         print(out / name)
 
 

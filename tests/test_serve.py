@@ -313,3 +313,163 @@ def test_a_model_of_items_writes_whole_items_in_the_playground(tmp_path):
         assert done["text"] == sample(model, vocab, SampleConfig(length=50, temperature=0.3, seed=4))[0]
         beam = generate(url, {"length": 50, "beam": 3})[-1]["text"]
         assert beam in names
+
+
+# -- a classifier run (task classify): /api/classify ---------------------------------------
+
+
+@pytest.fixture(scope="module")
+def classifier(tmp_path_factory):
+    """(model, vocab, meta, run folder) of a tiny trained surname classifier."""
+    from viz_support import tiny_surnames
+
+    run = tiny_surnames(tmp_path_factory.mktemp("classifier"))
+    return (*load_model(str(run)), run)
+
+
+@pytest.fixture(scope="module")
+def classify_url(classifier):
+    model, vocab, meta, _ = classifier
+    with BackgroundServer(create_app(model, vocab, ServeConfig(max_prime=20), name="names", meta=meta)) as url:
+        yield url
+
+
+def test_classifier_page_and_model_info(classify_url, classifier):
+    page = httpx.get(classify_url + "/")
+    assert page.status_code == 200 and "charrnn classifier" in page.text and 'src="static/classify.js"' in page.text
+    assert "api/classify" in httpx.get(classify_url + "/static/classify.js").text
+    info = httpx.get(classify_url + "/api/model").json()
+    assert info["task"] == "classify" and info["labels"] == ["English", "Russian", "Spanish"] == classifier[2]["labels"]
+    assert info["limits"]["prime"] == 20
+
+
+@pytest.mark.parametrize("text", ["Karpov", "Petrson", "K", "", "Kar pov!"])
+def test_classify_gives_the_label_distribution_after_every_character(classify_url, classifier, text):
+    from charrnn.predict import Labeller
+
+    model, vocab, meta, _ = classifier
+    answer = httpx.post(classify_url + "/api/classify", json={"text": text}).json()
+    labeller = Labeller(model, vocab, tuple(meta["labels"]), "classify")
+    want = labeller.prefix_probabilities(text)  # (T, C)
+    steps = np.array(answer["steps"]).reshape(-1, 3)
+    np.testing.assert_allclose(steps, want, rtol=1e-12)
+    np.testing.assert_allclose(steps.sum(1), 1.0, atol=1e-9)
+    kept = [c for c in text if c not in " !"]  # the vocabulary has no space and no "!": skipped, and said so
+    assert answer["chars"] == kept and answer["skipped"] == ("' !'" if " " in text else "")
+    if kept:  # the step API: model.step one character at a time from zeros, the reference of every page
+        _, probs = naive_steps(model, vocab.encode("".join(kept)))
+        np.testing.assert_allclose(steps, probs, atol=1e-6)
+    whole = labeller.classify([text])[0]  # the top labels of the whole text, most likely first
+    order = np.argsort(-whole)
+    assert [label for label, _ in answer["top"]] == [meta["labels"][i] for i in order]
+    assert [p for _, p in answer["top"]] == pytest.approx(whole[order], rel=1e-12)
+    assert answer["labels"] == meta["labels"]
+
+
+def test_classify_top_and_a_surname_that_turns_russian(classify_url):
+    answer = httpx.post(classify_url + "/api/classify", json={"text": "Karpov", "top": 1}).json()
+    assert [label for label, _ in answer["top"]] == ["Russian"]
+    russian = [row[1] for row in answer["steps"]]
+    assert russian[-1] > 0.6 and russian[-1] > 2 * russian[-2]  # the final "v" makes it Russian
+
+
+@pytest.mark.parametrize(
+    "body, status, message",
+    [
+        ({}, 400, 'give the text to classify: {"text": "..."}'),
+        ({"text": None}, 400, "give the text to classify"),
+        ({"text": 5}, 400, "text must be a string, got 5"),
+        ({"text": "K" * 21}, 413, "text has 21 characters; the limit is 20"),
+        ({"text": "K", "top": 4}, 400, "top must be in [1, 3], got 4"),
+        ({"text": "K", "top": 0}, 400, "top must be in [1, 3], got 0"),
+        ({"text": "K", "top": "two"}, 400, "top must be an integer"),
+        ({"text": "K", "prime": "x"}, 400, "unknown field(s) prime; allowed: text, top"),
+        (["K"], 400, "the body must be a JSON object"),
+    ],
+)
+def test_classify_requests_out_of_bounds_get_4xx_with_a_message(classify_url, body, status, message):
+    r = httpx.post(classify_url + "/api/classify", json=body)
+    assert r.status_code == status and message in r.json()["error"]
+
+
+@pytest.mark.parametrize(
+    "raw, ctype, status, message",
+    [
+        (b'{"text": "\\ud800"}', "application/json", 400, "lone surrogate"),
+        (b'{"text": "K"', "application/json", 400, "must be JSON"),
+        (b'{"text": "K"}', "text/plain", 415, "Content-Type: application/json"),
+        (b" " * 70_000, "application/json", 413, "over 65536 bytes"),
+    ],
+)
+def test_classify_hostile_bodies_get_4xx_never_500(classify_url, raw, ctype, status, message):
+    r = httpx.post(classify_url + "/api/classify", content=raw, headers={"content-type": ctype})
+    assert r.status_code == status and message in r.json()["error"]
+
+
+def test_each_run_serves_the_endpoint_of_its_task(url, classify_url):
+    r = httpx.post(classify_url + "/api/generate", json={"length": 5})
+    assert r.status_code == 400 and r.json()["error"] == (
+        "this is a classify model: it writes no text; POST to /api/classify"
+    )
+    r = httpx.post(url + "/api/classify", json={"text": "He"})
+    assert r.status_code == 400 and r.json()["error"] == (
+        "this is a next-char model: it has no labels to show; POST to /api/generate"
+    )
+    info = httpx.get(url + "/api/model").json()
+    assert info["task"] == "next-char" and info["labels"] == []
+    assert "charrnn playground" in httpx.get(url + "/").text
+
+
+def test_serve_refuses_tag_runs_and_novelty_on_a_classifier_at_start(tmp_path, model_vocab, classifier):
+    from charrnn.checkpoint import save_checkpoint
+    from charrnn.errors import CharRNNError
+    from charrnn.inspection.serve import serve
+
+    model, vocab = model_vocab
+    for task in ("tag", "truecase"):
+        with pytest.raises(
+            CharRNNError, match=r"^this is a \w+ model .*`charrnn serve` does not apply.*`charrnn tag`$"
+        ):
+            create_app(model, vocab, meta={"task": task, "labels": ["U", "l"]})
+    meta = {"model": model.config.to_json(), "vocab": vocab.to_json(), "task": "truecase", "labels": ["U", "l"]}
+    save_checkpoint(tmp_path / "tagger" / "best", model.state_dict(), meta)
+    with free_socket() as held:  # were the run not refused at start, serve would fail here, "in use"
+        port = held.getsockname()[1]
+        with pytest.raises(CharRNNError, match="use `charrnn tag`"):
+            serve(str(tmp_path / "tagger"), ServeConfig(port=port))
+        with pytest.raises(CharRNNError, match="--novelty measures generated text, and a classify model writes none"):
+            serve(str(classifier[3]), ServeConfig(novelty=True, port=port))
+
+
+# -- a generate run (task generate): /api/generate writes for a label ------------------------
+
+
+@pytest.fixture(scope="module")
+def generator(tmp_path_factory):
+    from viz_support import tiny_surnames
+
+    return load_model(str(tiny_surnames(tmp_path_factory.mktemp("generator"), "generate")))
+
+
+def test_a_generate_run_writes_for_the_label_asked(generator, url):
+    model, vocab, meta = generator
+    with BackgroundServer(create_app(model, vocab, ServeConfig(), name="gen", meta=meta)) as gen_url:
+        info = httpx.get(gen_url + "/api/model").json()
+        assert info["task"] == "generate" and info["labels"] == ["English", "Russian", "Spanish"]
+        for label, prime in (("Russian", ""), ("Spanish", "Iv")):
+            body = {"label": label, "prime": prime, "length": 30, "temperature": 0.5, "seed": 3}
+            done = generate(gen_url, body)[-1]
+            want = sample(model, vocab, SampleConfig(**body))[0]
+            assert done["text"] == want and want.startswith(prime)
+            # The trace read the label's symbol first, as the sampler did.
+            tr = trace(model, vocab.encode(want), context=np.array([vocab.label_id(label)]))
+            assert done["trace"]["has_first"] is True
+            assert done["trace"]["surprisal"][:3] == pytest.approx(tr.surprisal[:3])
+        r = httpx.post(gen_url + "/api/generate", json={"length": 5})
+        assert r.status_code == 400
+        assert r.json()["error"] == "this model writes for a label: give label, one of English, Russian, Spanish"
+        r = httpx.post(gen_url + "/api/generate", json={"label": "Klingon"})
+        assert r.status_code == 400
+        assert r.json()["error"] == "unknown label 'Klingon'; the labels this model knows: English, Russian, Spanish"
+    r = httpx.post(url + "/api/generate", json={"label": "Russian"})  # a next-char model writes for no label
+    assert r.status_code == 400 and "not trained with --task generate" in r.json()["error"]

@@ -46,3 +46,36 @@ def naive_steps(model: CharRNN, ids: np.ndarray):
         probs.append(torch.softmax(logits[0].double(), -1).numpy())
         states.append(np.stack([s[:, 0].double().numpy() for s in state]))  # (K, L, H)
     return np.stack(states, axis=2), np.stack(probs)
+
+
+# A tiny classifier's data: one surname stem per line, and the label is the ending.
+STEMS = "Ivan Petr Smirn Kuzn Pop Vasil Sokol Mikhail Fedor Lebed Kozl Novik Moroz Volk Zaits Pavl Semen Golub".split()
+ENDINGS = {"English": "son", "Russian": "ov", "Spanish": "ez"}
+
+
+def tiny_surnames(folder: Path, task: str = "classify") -> Path:
+    """Train a classify (or generate) run, a few seconds on one thread, on surnames told apart
+    by their endings, -son, -ov and -ez: a name becomes Russian at its last two letters."""
+    from charrnn.data.corpus import DataConfig
+    from charrnn.training.config import TrainConfig
+    from charrnn.training.trainer import train
+
+    data = Path(folder) / "names"
+    data.mkdir(parents=True)
+    for label, ending in ENDINGS.items():
+        (data / f"{label}.txt").write_text("".join(f"{stem}{ending}\n" for stem in STEMS), encoding="utf-8")
+    run = Path(folder) / "run"
+    train(
+        TrainConfig(
+            out=str(run),
+            task=task,
+            data=DataConfig(data=str(data)),
+            model=ModelConfig(hidden_size=32, layers=1, embedding_size=16),
+            batch_size=8,
+            max_steps=60,
+            eval_every=30,
+            quiet=True,
+            threads=1,
+        )
+    )
+    return run

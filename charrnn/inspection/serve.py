@@ -1,15 +1,21 @@
 """`charrnn serve`: a local web playground over a trained model (Starlette + uvicorn).
 
-    GET  /               the playground page (static/playground.html, plain HTML/JS)
+    GET  /               the playground page (static/playground.html, plain HTML/JS); for a
+                         classifier run, the classifier page (serve_classify.py)
     GET  /static/...     its script and styles (the same trace.js the viz report inlines)
-    GET  /api/model      the model's shape, the request limits and the defaults
-    POST /api/generate   {"prime", "length", "temperature", "top_k", "top_p", "seed", "beam"}
+    GET  /api/model      the model's shape, task and labels, the request limits and the defaults
+    POST /api/generate   {"prime", "length", "temperature", "top_k", "top_p", "seed", "beam", "label"}
                          -> NDJSON, one object a line, streamed as it is written:
                             {"seed": S}  then  {"text": "..."} ...  then
                             {"done": true, "text": FULL, "trace": trace_payload[, "novelty": {...}]}
                          (with "beam" > 0 the text comes in one piece, at the end: the best
                          beam is known only then; with --novelty, "novelty" tells what of
-                         the generated part was copied from the training text)
+                         the generated part was copied from the training text; "label":
+                         what a generate run writes for, one of /api/model's "labels")
+    POST /api/classify   a classifier's label distribution after every character (serve_classify.py)
+
+A run serves the endpoint of its task; the other one answers 400 saying which to use. Tag
+and truecase runs are refused at start: `charrnn tag` applies them.
 
 Concurrency: the model's weights are loaded once and only read; every request gets
 its own stepper (its own hidden state) and its own seeded random generator through
@@ -21,10 +27,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import json
 import secrets
-import socket
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -33,12 +37,26 @@ from importlib import resources
 from charrnn import knobs
 from charrnn.data.vocab import describe_chars
 from charrnn.errors import CharRNNError
+from charrnn.inspection.listen import BackgroundServer, free_socket  # noqa: F401  (BackgroundServer: re-exported)
 from charrnn.inspection.trace import trace, trace_payload
 from charrnn.knobs import Checked, knob
 from charrnn.sampling.generate import SampleConfig, prime_ids, sample
+from charrnn.tasks import require
+
+SERVED = ("next-char", "generate", "classify")  # the tasks serve shows: generation and classifiers
 
 MAX_BODY = 64 * 1024  # bytes of a request body
-DEFAULTS = {"prime": "", "length": 200, "temperature": 0.8, "top_k": 0, "top_p": 1.0, "seed": None, "beam": 0}
+# label: a generate run's; it writes for this label, one of /api/model's "labels".
+DEFAULTS = {
+    "prime": "",
+    "length": 200,
+    "temperature": 0.8,
+    "top_k": 0,
+    "top_p": 1.0,
+    "seed": None,
+    "beam": 0,
+    "label": None,
+}
 
 
 @dataclass
@@ -50,7 +68,7 @@ class ServeConfig(Checked):
     )
     port: int = knob(8000, "TCP port to listen on", ge=1, le=65535, off=(0, "a free port the system picks"))
     max_length: int = knob(1000, "the most characters one request may generate", ge=1)
-    max_prime: int = knob(1000, "the most characters of prime text one request may send", ge=1)
+    max_prime: int = knob(1000, "the most characters of prime text (or of text to classify) one request may send", ge=1)
     max_temperature: float = knob(5.0, "the highest temperature a request may ask for", gt=0)
     workers: int = knob(4, "generations run at once; more requests wait their turn", ge=1)
     max_beam: int = knob(8, "the most beams a beam-search request may ask for", ge=1, off=(0, "no beam search"))
@@ -119,16 +137,20 @@ def parse_request(body: object, config: ServeConfig, vocab_size: int) -> SampleC
 class Playground:
     """The model (shared, read-only), the limits, and the work one request does."""
 
-    def __init__(self, model, vocab, config: ServeConfig, name: str = "model", novelty=None):
+    def __init__(self, model, vocab, config: ServeConfig, name: str = "model", novelty=None, meta=None):
         config.check()
         self.model, self.vocab, self.config, self.name = model.eval(), vocab, config, name
         self.novelty = novelty  # a charrnn.sampling.novelty.NoveltyIndex, or None
+        self.task = require(meta or {}, "serve", SERVED)  # meta: the run's checkpoint.json (None: next-char)
+        self.labels = tuple((meta or {}).get("labels", ()))  # C labels of a classifier (or a generate run)
         self.pool = ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="charrnn-gen")
 
     def info(self) -> dict:
         c, s = self.model.config, self.config
         return {
             "name": self.name,
+            "task": self.task.name,
+            "labels": list(self.labels),
             "cell": c.cell,
             "layers": c.layers,
             "hidden_size": c.hidden_size,
@@ -149,6 +171,10 @@ class Playground:
     def check_prime(self, sc: SampleConfig) -> None:
         if missing := self.vocab.unknown(sc.prime):
             raise BadRequest(f"the prime has characters outside the model's vocabulary: {describe_chars(missing)}")
+        if self.vocab.labels and sc.label is None:
+            raise BadRequest(f"this model writes for a label: give label, one of {', '.join(self.vocab.labels)}")
+        if sc.label is not None:
+            self.vocab.label_id(sc.label)  # an unknown label: CharRNNError listing the known ones
 
     def generate(self, sc: SampleConfig, emit, cancelled: threading.Event) -> None:
         """Generate (streaming each piece to emit), then emit the trace of the whole text."""
@@ -159,9 +185,10 @@ class Playground:
             emit({"text": piece})
 
         text = sample(self.model, self.vocab, sc, on_text)[0]
-        ids, shown = prime_ids(self.vocab, sc.prime, "error")
-        # Read exactly what the sampler read: with no prime it started after a hidden context.
-        context = None if shown else ids
+        ids, shown = prime_ids(self.vocab, sc.prime, "error", sc.label)
+        # Read exactly what the sampler read: it started after a hidden context (a newline, the
+        # end of an item, a label's symbol) unless the prime alone was all it read.
+        context = ids[: len(ids) - len(self.vocab.encode(sc.prime))]
         tr = trace(self.model, self.vocab.encode(text, "skip"), context)
         done = {"done": True, "text": text, "trace": trace_payload(tr, self.vocab)}
         if self.novelty is not None:  # of the generated part: the prime is the user's
@@ -170,30 +197,39 @@ class Playground:
         emit(done)
 
 
-def create_app(model, vocab, config: ServeConfig | None = None, name: str = "model", novelty=None):
-    """The Starlette app of the playground for a loaded model (novelty: a NoveltyIndex, for --novelty)."""
+def create_app(model, vocab, config: ServeConfig | None = None, name: str = "model", novelty=None, meta=None):
+    """The Starlette app of the playground for a loaded model (novelty: a NoveltyIndex, for --novelty;
+    meta: the run's checkpoint.json, whose task picks the page; None: a next-char model)."""
     from starlette.applications import Starlette
     from starlette.responses import HTMLResponse, JSONResponse, StreamingResponse
     from starlette.routing import Mount, Route
     from starlette.staticfiles import StaticFiles
 
-    pg = Playground(model, vocab, config or ServeConfig(), name, novelty)
+    from charrnn.inspection.serve_classify import PAGE, classify_endpoint
+
+    pg = Playground(model, vocab, config or ServeConfig(), name, novelty, meta)
     static = resources.files("charrnn.inspection").joinpath("static")
+    page = PAGE if pg.task.name == "classify" else "playground.html"
 
     async def index(request):
-        return HTMLResponse(static.joinpath("playground.html").read_text(encoding="utf-8"))
+        return HTMLResponse(static.joinpath(page).read_text(encoding="utf-8"))
 
     async def model_info(request):
         return JSONResponse(pg.info())
 
     async def generate(request):
         try:
+            if not pg.task.generates:
+                raise BadRequest(f"this is a {pg.task.name} model: it writes no text; POST to /api/classify")
             sc = await _read_request(request, pg)
         except BadRequest as e:
             return JSONResponse({"error": str(e)}, status_code=e.status)
         except CharRNNError as e:  # a check inside the sampling API: still the client's request
             return JSONResponse({"error": str(e)}, status_code=400)
         return StreamingResponse(_stream(pg, sc), media_type="application/x-ndjson")
+
+    async def classify(request):
+        return await classify_endpoint(request, pg)
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
@@ -204,6 +240,7 @@ def create_app(model, vocab, config: ServeConfig | None = None, name: str = "mod
         Route("/", index),
         Route("/api/model", model_info),
         Route("/api/generate", generate, methods=["POST"]),
+        Route("/api/classify", classify, methods=["POST"]),
         Mount("/static", StaticFiles(directory=str(static)), name="static"),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
@@ -211,8 +248,8 @@ def create_app(model, vocab, config: ServeConfig | None = None, name: str = "mod
     return app
 
 
-async def _read_request(request, pg: Playground) -> SampleConfig:
-    """The SampleConfig of a request, or BadRequest: no body, however malformed, raises anything else."""
+async def read_json(request) -> object:
+    """The JSON body of a request ({} when empty), or BadRequest: no body, however malformed, raises anything else."""
     length = request.headers.get("content-length") or "0"
     if not length.isdigit():
         raise BadRequest("the Content-Length header must be a number of bytes")
@@ -227,9 +264,14 @@ async def _read_request(request, pg: Playground) -> SampleConfig:
     if raw and media != "application/json":
         raise BadRequest(f"send the body as JSON with Content-Type: application/json, not {media or 'none'!r}", 415)
     try:
-        body = json.loads(raw or b"{}")
+        return json.loads(raw or b"{}")
     except (ValueError, RecursionError) as e:  # bad JSON or UTF-8, an integer over 4,300 digits, deep nesting
         raise BadRequest(f"the body must be JSON ({type(e).__name__}: {str(e)[:100]})") from None
+
+
+async def _read_request(request, pg: Playground) -> SampleConfig:
+    """The SampleConfig of a /api/generate request, or BadRequest."""
+    body = await read_json(request)
     try:
         sc = parse_request(body, pg.config, pg.vocab.size)
     except (ArithmeticError, ValueError, TypeError, RecursionError) as e:  # e.g. a number too large for a float
@@ -267,59 +309,6 @@ async def _stream(pg: Playground, sc: SampleConfig):
         cancelled.set()  # the client left early (or we are done): the worker stops at its next character
 
 
-def free_socket(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
-    """A listening socket on host:port (port 0: a free one the system picks)."""
-    try:
-        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
-    except OSError as e:
-        raise CharRNNError(f"cannot listen on {host}:{port}: {e.strerror or e}; {_bind_fix(e)}") from None
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-        sock.listen(128)  # from now on connections wait in the backlog until the server accepts them
-    except OSError as e:
-        sock.close()
-        raise CharRNNError(f"cannot listen on {host}:{port}: {e.strerror or e}; {_bind_fix(e)}") from None
-    return sock
-
-
-def _bind_fix(e: OSError) -> str:
-    """What to change when a socket cannot be bound: the port, or the host."""
-    if e.errno == errno.EADDRINUSE:
-        return "the port is in use: pick another --port"
-    if e.errno in (errno.EACCES, errno.EPERM):
-        return "ports below 1024 need root: pick a --port from 1024 up"
-    return "this machine has no such address: pick another --host, such as 127.0.0.1 or 0.0.0.0"
-
-
-class BackgroundServer:
-    """Run an app with uvicorn in a thread (tests, scripts, notebooks): `with BackgroundServer(app) as url:`."""
-
-    def __init__(self, app, host: str = "127.0.0.1", port: int = 0):
-        import uvicorn
-
-        self.sock = free_socket(host, port)
-        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
-        h, p = self.sock.getsockname()[:2]
-        self.url = f"http://{'[' + h + ']' if ':' in h else h}:{p}"
-
-    def __enter__(self) -> str:
-        self.thread.start()
-        for _ in range(500):  # up to 10 s for uvicorn to start
-            if self.server.started or not self.thread.is_alive():
-                break
-            threading.Event().wait(0.02)
-        if not self.server.started:
-            raise RuntimeError("the server did not start")
-        return self.url
-
-    def __exit__(self, *exc) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
-        self.sock.close()
-
-
 def serve(run: str, config: ServeConfig, which: str = "best", device: str = "cpu") -> None:
     """Load `run` and serve the playground until interrupted."""
     import uvicorn
@@ -328,13 +317,17 @@ def serve(run: str, config: ServeConfig, which: str = "best", device: str = "cpu
 
     config.check()
     model, vocab, meta = LoadConfig(str(run), which, str(device)).load()
+    task = require(meta, "serve", SERVED)  # before anything is indexed or bound
+    if config.novelty and not task.generates:
+        raise CharRNNError(f"--novelty measures generated text, and a {task.name} model writes none: leave it out")
     novelty = None
     if config.novelty:
         from charrnn.sampling.novelty import index_for_run
 
         novelty = index_for_run(meta, log=lambda line: print(line, flush=True))
-    app = create_app(model, vocab, config, name=str(run), novelty=novelty)
+    app = create_app(model, vocab, config, name=str(run), novelty=novelty, meta=meta)
     sock = free_socket(config.host, config.port)
     host = f"[{config.host}]" if ":" in config.host else config.host
-    print(f"charrnn playground for {run} on http://{host}:{sock.getsockname()[1]}/ (Ctrl+C stops it)", flush=True)
+    what = "classifier" if task.name == "classify" else "playground"
+    print(f"charrnn {what} for {run} on http://{host}:{sock.getsockname()[1]}/ (Ctrl+C stops it)", flush=True)
     uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
