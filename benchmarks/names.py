@@ -25,6 +25,7 @@ import argparse
 import platform
 import subprocess
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -100,6 +101,7 @@ def main() -> None:
     p.add_argument("--dropout", type=float, default=0.2)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--balance", type=float, default=0.0, help="charrnn train --balance, for the classifier")
     p.add_argument("--eval-every", type=int, default=200)
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--samples", type=int, default=50, help="samples per label for the generation check")
@@ -110,7 +112,7 @@ def main() -> None:
     shutil.rmtree(args.out, ignore_errors=True)
     t0 = time.time()
     cls_run = args.out / "classify"
-    train(config(cls_run, "classify", args))
+    train(replace(config(cls_run, "classify", args), balance=args.balance))
     seconds = time.time() - t0
     _, _, meta = load_model(cls_run)
     tr, test, vocab, labels = labelled_items(meta, str(args.data), "test")
@@ -125,7 +127,8 @@ def main() -> None:
     print("|---|---:|---:|")
     print(f"| majority class | {f['majority_accuracy']:.3f} | {f['majority_macro_f1']:.3f} |")
     print(
-        f"| char 1-4-gram TF-IDF + logistic regression, C={C} by validation (scikit-learn) | {acc_lr:.3f} | {f1_lr:.3f} |"
+        f"| char 1-4-gram TF-IDF + logistic regression, C={C} by validation (scikit-learn) "
+        f"| {acc_lr:.3f} | {f1_lr:.3f} |"
     )
     print(
         f"| charrnn classify ({args.layers}x{args.hidden_size} {args.cell}) | {f['accuracy']:.3f} | "

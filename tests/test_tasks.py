@@ -175,3 +175,14 @@ def test_one_label_is_not_a_classification(tmp_path):
     (folder / "A.txt").write_text("x\ny\n")
     with pytest.raises(CharRNNError, match="needs at least two different labels"):
         train(config(tmp_path, "bad", "classify", folder))
+
+
+def test_the_reference_engine_trains_a_classifier_that_pytorch_then_applies(tmp_path):
+    """The NumPy engine's many-to-one loss, end to end: its checkpoint loads into the PyTorch
+    model, which then classifies names it never saw."""
+    model = ModelConfig(hidden_size=16, layers=1, embedding_size=8)
+    run = train(
+        config(tmp_path, "ref", "classify", names_folder(tmp_path), engine="reference", model=model, max_steps=150)
+    ).out
+    assert json.loads((run / "best" / "checkpoint.json").read_text())["engine"] == "reference"
+    assert [next(iter(p)) for p in classify(run, ["Kozlov", "Larsson"])] == ["Russian", "Swedish"]
