@@ -186,3 +186,18 @@ def test_the_reference_engine_trains_a_classifier_that_pytorch_then_applies(tmp_
     ).out
     assert json.loads((run / "best" / "checkpoint.json").read_text())["engine"] == "reference"
     assert [next(iter(p)) for p in classify(run, ["Kozlov", "Larsson"])] == ["Russian", "Swedish"]
+
+
+def test_a_classifier_rolls_back_a_nan_like_any_run(tmp_path):
+    from conftest import Diverging
+
+    from charrnn.training.build import build_trainer
+
+    cfg = config(tmp_path, "nan", "classify", names_folder(tmp_path), max_steps=20, log_every=1, eval_every=5)
+    trainer, _ = build_trainer(cfg)
+    trainer.engine = Diverging(trainer.engine, [10])
+    result = trainer.run()
+    events = [json.loads(line) for line in (result.out / "metrics.jsonl").read_text().splitlines()]
+    nan = [e for e in events if e.get("event") == "nan"]
+    assert result.step == 20 and len(nan) == 1 and nan[0]["rolled_back_to"] == 5
+    assert all(torch.isfinite(w).all() for w in load_file(str(result.out / "last" / "model.safetensors")).values())
