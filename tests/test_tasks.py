@@ -189,9 +189,8 @@ def test_the_reference_engine_trains_a_classifier_that_pytorch_then_applies(tmp_
 
 
 def test_a_classifier_rolls_back_a_nan_like_any_run(tmp_path):
-    from conftest import Diverging
-
     from charrnn.training.build import build_trainer
+    from conftest import Diverging
 
     cfg = config(tmp_path, "nan", "classify", names_folder(tmp_path), max_steps=20, log_every=1, eval_every=5)
     trainer, _ = build_trainer(cfg)
