@@ -80,16 +80,25 @@ class Labeller:
         return out
 
     def classify(self, texts: list[str]) -> np.ndarray:
-        """(n, C) label probabilities of each text; a text with no known character gets the
-        model's answer for an empty prefix (uniform-ish), never an error."""
-        return np.stack([np.exp(lp[-1]) if len(lp) else self._empty() for lp in self._logits(texts)])
+        """(n, C) label probabilities of each text; a text with no known character gets a
+        uniform answer, never an error. A bidirectional classifier answers at both ends
+        (data/items.LabelRows): their log-probabilities are averaged and renormalised."""
+        return np.stack([self._answer(lp) for lp in self._logits(texts)])
 
-    def _empty(self) -> np.ndarray:
-        return np.full(len(self.labels), 1.0 / len(self.labels))
+    def _answer(self, logp: np.ndarray) -> np.ndarray:
+        if not len(logp):
+            return np.full(len(self.labels), 1.0 / len(self.labels))
+        if not self.model.config.bidirectional:
+            return np.exp(logp[-1])
+        both = (logp[0] + logp[-1]) / 2
+        return np.exp(both - np.logaddexp.reduce(both))
 
     def prefix_probabilities(self, text: str) -> np.ndarray:
-        """(len, C): the label distribution after each character of `text`, as a
-        unidirectional classifier reads it (a bidirectional model has no such thing)."""
+        """(len, C): the label distribution after each character of `text`. A left-to-right
+        classifier has it in one pass; a bidirectional one classifies each prefix whole."""
+        if self.model.config.bidirectional:
+            kept = "".join(c for c in text if not self.vocab.unknown(c))
+            return self.classify([kept[: i + 1] for i in range(len(kept))]).reshape(len(kept), -1)
         return np.exp(self._logits([text])[0])
 
     def tag(self, texts: list[str]) -> list[str]:

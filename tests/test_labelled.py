@@ -115,6 +115,8 @@ def test_rows_put_the_label_at_the_end_tags_everywhere_and_a_label_symbol_first(
     np.testing.assert_array_equal(x0, [[2, 0], [0, 1]])
     np.testing.assert_array_equal(y0, [[1, IGNORE], [IGNORE, 0]])
     np.testing.assert_array_equal(y1, [[IGNORE, IGNORE, 0]])
+    _, [_, (_, y1)] = rows_of(items, LabelRows(both_ends=True), vocab)
+    np.testing.assert_array_equal(y1, [[0, IGNORE, 0]])  # a bidirectional classifier answers at both ends
     gen = vocab.with_labels(labels)
     _, [(x0, y0), _] = rows_of(items, NextCharRows(gen.end_id, gen.label_id("A")), gen)
     np.testing.assert_array_equal(x0, [[gen.label_id("B"), 2, gen.end_id], [gen.label_id("A"), 0, 1]])

@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from charrnn.checkpoint import load_model
+from charrnn.checkpoint import LoadConfig, load_model
 from charrnn.data.corpus import DataConfig
 from charrnn.data.labelled import lower_and_case
 from charrnn.engines.config import ModelConfig
@@ -18,7 +18,7 @@ from charrnn.engines.model import CharRNN, loss_fn, row_lengths
 from charrnn.errors import CharRNNError
 from charrnn.evaluation import EvalConfig
 from charrnn.labelled_eval import _casing_baseline, eval_labelled
-from charrnn.predict import classify, tag
+from charrnn.predict import Labeller, classify, tag
 from charrnn.reference.gradcheck import grad_check
 from charrnn.reference.model import CharRNN as RefRNN
 from charrnn.sampling.generate import SampleConfig, sample
@@ -45,14 +45,21 @@ def config(tmp_path, out, task, data, **kw):
     return TrainConfig(out=str(tmp_path / out), task=task, data=data, model=model, **{**defaults, **kw})
 
 
-def test_classify_learns_the_suffix_and_records_its_labels(tmp_path):
-    result = train(config(tmp_path, "cls", "classify", names_folder(tmp_path), max_steps=120))
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_classify_learns_the_suffix_and_records_its_labels(tmp_path, bidirectional):
+    model = ModelConfig(hidden_size=32, layers=1, embedding_size=16, bidirectional=bidirectional)
+    result = train(config(tmp_path, "cls", "classify", names_folder(tmp_path), max_steps=120, model=model))
     meta = json.loads((result.out / "best" / "checkpoint.json").read_text())
     assert meta["task"] == "classify" and meta["labels"] == ["Russian", "Swedish"]
     assert meta["model"]["head_size"] == 2
     out = classify(result.out, ["Kozlov", "Larsson", "Bergov"])
     assert [next(iter(p)) for p in out] == ["Russian", "Swedish", "Russian"]  # names it never saw
     assert out[0]["Russian"] > 0.9 and sum(out[0].values()) == pytest.approx(1.0)
+    labeller = Labeller.load(LoadConfig(str(result.out)), "classify", ("classify",))
+    steps = labeller.prefix_probabilities("Kozlov")
+    assert steps.shape == (6, 2) and np.allclose(steps.sum(1), 1)
+    np.testing.assert_allclose(steps[-1], labeller.classify(["Kozlov"])[0], rtol=1e-5)
+    np.testing.assert_allclose(steps[2], labeller.classify(["Koz"])[0], rtol=1e-5)  # float32: batch shapes differ
 
 
 @pytest.mark.parametrize("task", ["classify", "generate"])
@@ -160,6 +167,7 @@ def test_the_reference_classifier_agrees_with_pytorch():
     "kw, message",
     [
         (dict(task="next-char", model=ModelConfig(bidirectional=True)), "--bidirectional reads ahead"),
+        (dict(task="generate", model=ModelConfig(bidirectional=True)), "--bidirectional reads ahead"),
         (dict(task="classify", data_kw={"items": "lines"}), "drop --items"),
         (dict(task="classify", model=ModelConfig(hidden_size=64, embedding_size=64, tie_weights=True)), "--tie"),
     ],

@@ -132,14 +132,21 @@ class NextCharRows:
 
 
 class LabelRows:
-    """Many to one: the item's label is the target at its last character."""
+    """Many to one: the item's label is the target at its last character. both_ends (a
+    bidirectional classifier): at its first character too, where the backward direction
+    has read the whole item, as the forward one has at the last."""
 
     extra, pad = 0, 0
+
+    def __init__(self, both_ends: bool = False):
+        self.both_ends = both_ends
 
     def fill(self, items, k: int, x: np.ndarray, y: np.ndarray) -> None:
         item = items.item(k)
         x[: len(item)] = item
         y[len(item) - 1] = items.target(k)
+        if self.both_ends:
+            y[0] = items.target(k)
 
 
 class TagRows:

@@ -32,7 +32,7 @@ class ModelConfig(Checked):
         False, "share the input embedding with the output layer (needs --embedding-size equal to --hidden-size)"
     )
     bidirectional: bool = knob(
-        False, "read each item both ways (--task tag and truecase only: a tagger may look ahead, generation may not)"
+        False, "read each item both ways (--task classify, tag and truecase: they may look ahead, generation may not)"
     )
     head_size: int = knob(0, "outputs of the head, set from the task's labels", flag=False, ge=1, off=(0, "V"))
 

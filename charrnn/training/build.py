@@ -119,7 +119,7 @@ def labelled_split(config: TrainConfig, saved: dict | None = None):
     if task == "generate":
         rows, T = NextCharRows(vocab.end_id, vocab.label_id(labels[0])), config.seq_len
     elif task == "classify":  # whole items: the label is at the end, and the gradient must reach the start
-        rows, T = LabelRows(), None
+        rows, T = LabelRows(both_ends=config.model.bidirectional), None
     else:  # a bidirectional tagger reads each item whole, both ways
         rows, T = TagRows(), None if config.model.bidirectional else config.seq_len
     return vocab, labels, items, rows, T

@@ -108,8 +108,8 @@ class TrainConfig(Checked):
             raise CharRNNError("give at least one of --max-steps, --max-epochs or --max-time (0 means no limit)")
         if self.nproc and self.batch_size % self.nproc:
             raise CharRNNError(f"--nproc must divide --batch-size {self.batch_size}, not {self.nproc}")
-        if self.model.bidirectional and self.task not in ("tag", "truecase"):
-            raise CharRNNError("--bidirectional reads ahead, which only --task tag and truecase may do")
+        if self.model.bidirectional and self.task not in ("classify", "tag", "truecase"):
+            raise CharRNNError("--bidirectional reads ahead, which only --task classify, tag and truecase may do")
         if self.task not in ("next-char", "truecase") and self.data.items:
             raise CharRNNError(f"--task {self.task} reads labelled items as they are: drop --items")
         if self.balance and self.task != "classify":
