@@ -15,7 +15,7 @@ and for generation: the conditional model's nats per character under the true
 label against the other labels, and the share of its samples for each label that
 the classifier assigns to that label (chance: 1/18).
 
-    python benchmarks/names.py                      # about 10 minutes on 2 cores
+    python benchmarks/names.py                      # about 6 minutes on 2 cores
     python benchmarks/names.py --budget 60          # a quick look
 """
 
@@ -80,6 +80,8 @@ def config(out: Path, task: str, args, **model) -> TrainConfig:
         model=m,
         batch_size=args.batch_size,
         lr=args.lr,
+        optimizer=args.optimizer,
+        weight_decay=args.weight_decay,
         max_time=args.budget,
         max_epochs=0,
         eval_every=args.eval_every,
@@ -93,15 +95,17 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", type=Path, default=NAMES)
     p.add_argument("--out", type=Path, default=Path("runs/bench-names"))
-    p.add_argument("--budget", type=float, default=240, help="seconds of training for each model")
+    p.add_argument("--budget", type=float, default=120, help="seconds of training for each model")
     p.add_argument("--cell", default="lstm")
     p.add_argument("--layers", type=int, default=1)
     p.add_argument("--hidden-size", type=int, default=256)
     p.add_argument("--embedding-size", type=int, default=64)
-    p.add_argument("--dropout", type=float, default=0.2)
+    p.add_argument("--dropout", type=float, default=0.3)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=3e-3)
-    p.add_argument("--balance", type=float, default=0.0, help="charrnn train --balance, for the classifier")
+    p.add_argument("--balance", type=float, default=0.3, help="charrnn train --balance, for the classifier")
+    p.add_argument("--optimizer", default="adamw")
+    p.add_argument("--weight-decay", type=float, default=0.1)
     p.add_argument("--eval-every", type=int, default=200)
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--samples", type=int, default=50, help="samples per label for the generation check")
