@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import subprocess
 from dataclasses import replace
 from pathlib import Path
 
 import torch
 import torch.nn as nn
+from machine import cpu_name  # benchmarks/machine.py
 
 from charrnn.data.corpus import DataConfig
 from charrnn.engines.config import ModelConfig
@@ -56,11 +56,6 @@ class EveryStep(CharRNN):
         label = (x[:, :1] - self.first_label).clamp(0, self.n_labels - 1)  # (B, 1): the item's label
         joined = self.labels(label).expand(-1, x.shape[1], -1)  # (B, T, S)
         return torch.cat([super().embed(x), joined], -1)
-
-
-def cpu_name() -> str:
-    out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    return next((line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name")), "?")
 
 
 def main() -> None:

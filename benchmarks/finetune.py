@@ -18,13 +18,12 @@ from __future__ import annotations
 
 import argparse
 import math
-import platform
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 import torch
+from machine import cpu_name  # benchmarks/machine.py
 
 from charrnn import knobs
 from charrnn.checkpoint import load_model
@@ -49,14 +48,6 @@ def val_loss(run: str, text: str) -> float:
     model, vocab, _ = load_model(run)
     val = load_corpus(DataConfig(data=text), vocab.with_end(False), unknown="skip").split(0.1)[1]
     return evaluate(TorchEngine(model), val, 32, 256)[0]
-
-
-def cpu_name() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-        return next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or "unknown CPU"
 
 
 def main() -> None:

@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import argparse
 import platform
-import subprocess
 import time
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+from machine import cpu_name  # benchmarks/machine.py
 
 from charrnn.checkpoint import LoadConfig, load_model
 from charrnn.data.corpus import DataConfig
@@ -41,11 +41,6 @@ from charrnn.training.config import TrainConfig
 from charrnn.training.trainer import train
 
 NAMES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "names"
-
-
-def cpu_name() -> str:
-    out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    return next((line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name")), "?")
 
 
 def sklearn_baseline(train, val, test) -> tuple[float, float, float]:

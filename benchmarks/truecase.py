@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import subprocess
 from pathlib import Path
+
+from machine import cpu_name  # benchmarks/machine.py
 
 from charrnn.data.corpus import DataConfig
 from charrnn.engines.config import ModelConfig
@@ -22,11 +23,6 @@ from charrnn.training.config import TrainConfig
 from charrnn.training.trainer import train
 
 PRIDE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "pride_prejudice_en_pg1342.txt"
-
-
-def cpu_name() -> str:
-    out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    return next((line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name")), "?")
 
 
 def main() -> None:
