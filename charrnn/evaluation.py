@@ -88,7 +88,7 @@ class EvalResult:
 
 EVAL_BATCH_SIZE, EVAL_SEQ_LEN = 32, 256
 # --dynamic's defaults, measured with benchmarks/dynamic_eval.py (the figures are in dynamic_eval.py's docstring)
-DYNAMIC_SEQ_LEN, DYNAMIC_LR, DYNAMIC_DECAY = 32, 0.1, 0.0
+DYNAMIC_SEQ_LEN, DYNAMIC_LR, DYNAMIC_DECAY = 32, 0.03, 0.0
 
 
 @dataclass
