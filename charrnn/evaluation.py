@@ -116,7 +116,7 @@ class EvalConfig(Checked):
         False,
         "dynamic evaluation (Krause et al. 2018): after scoring each --seq-len segment, take one SGD step on it, "
         "so that the model adapts to the text as it reads it; reads the text as one stream (--batch-size 1) "
-        "and prints the static loss of that stream too",
+        "and prints the static loss of that stream too; about 20 times slower than scoring without it",
     )
     dynamic_lr: float = knob(
         DYNAMIC_LR,
