@@ -261,6 +261,9 @@ def cmd_eval(args) -> int:
     print(f"loss        {r.loss:.4f} nats/char")
     print(f"bpc         {r.bpc:.4f} bits/char")
     print(f"perplexity  {r.perplexity:.4f}")
+    if r.static_loss is not None:  # --dynamic: the three lines above adapted as they read; this one did not
+        gain = r.static_loss - r.loss
+        print(f"static      {r.static_loss:.4f} nats/char, the same stream not adapting (--dynamic gains {gain:.4f})")
     print(f"characters  {r.chars:,} scored")
     if r.items:
         print(

@@ -86,10 +86,16 @@ class EvalResult:
     unknown: dict[str, int]  # characters outside the vocabulary, and how often each was dropped
     items: int = 0  # items scored (--items), else 0
     loss_per_item: float | None = None  # nats per item (--items)
+    static_loss: float | None = None  # --dynamic: nats per character of the same single stream, weights unchanged
 
     @property
     def unknown_count(self) -> int:
         return sum(self.unknown.values())
+
+
+EVAL_BATCH_SIZE, EVAL_SEQ_LEN = 32, 256
+# --dynamic's defaults, measured with benchmarks/dynamic_eval.py (the figures are in dynamic_eval.py's docstring)
+DYNAMIC_SEQ_LEN, DYNAMIC_LR, DYNAMIC_DECAY = 32, 0.03, 0.0
 
 
 @dataclass
@@ -100,15 +106,17 @@ class EvalConfig(Checked):
     batch_size: int = like(
         TrainConfig,
         "batch_size",
-        32,
+        EVAL_BATCH_SIZE,
         why="fewer than train's: each stream starts from a zero "
         "state, so fewer streams score more characters in context",
     )
-    seq_len: int = like(
+    seq_len: int | None = like(
         TrainConfig,
         "seq_len",
-        256,
-        why="longer than train's: the state carries across chunks, so this changes only speed and memory",
+        None,
+        why=f"default {EVAL_SEQ_LEN}, longer than train's: the state carries across chunks, so this changes only "
+        f"speed and memory; with --dynamic, default {DYNAMIC_SEQ_LEN}: the segment learned from after it is scored "
+        "(shorter adapts sooner but runs slower)",
     )
     cache_dir: str | None = like(DataConfig, "cache_dir")
     split: str = knob(
@@ -120,31 +128,81 @@ class EvalConfig(Checked):
     confusion: str | None = knob(
         None, "a classifier: also write its confusion matrix as a PNG to this path", nonempty=True
     )
+    dynamic: bool = knob(
+        False,
+        "dynamic evaluation (Krause et al. 2018): after scoring each --seq-len segment, take one SGD step on it, "
+        "so that the model adapts to the text as it reads it; reads the text as one stream (--batch-size 1) "
+        "and prints the static loss of that stream too; about 20 times slower than scoring without it",
+    )
+    dynamic_lr: float = knob(
+        DYNAMIC_LR,
+        "--dynamic: learning rate of the step taken on each segment's mean loss (nats per character)",
+        gt=0,
+        off=(0, "no adaptation: the static loss"),
+    )
+    dynamic_decay: float = knob(
+        DYNAMIC_DECAY,
+        "--dynamic: at every step, move the weights this fraction of the way back to the trained ones, so that "
+        "what was learned long ago fades",
+        gt=0,
+        le=1,
+        off=(0, "off"),
+    )
+
+    @property
+    def effective_seq_len(self) -> int:
+        """T: --seq-len, or its default, which depends on --dynamic."""
+        if self.seq_len is not None:
+            return self.seq_len
+        return DYNAMIC_SEQ_LEN if self.dynamic else EVAL_SEQ_LEN
+
+    def rules(self) -> None:
+        if not self.dynamic and (self.dynamic_lr, self.dynamic_decay) != (DYNAMIC_LR, DYNAMIC_DECAY):
+            raise CharRNNError("--dynamic-lr and --dynamic-decay set up dynamic evaluation: add --dynamic")
+        if self.dynamic and self.batch_size not in (1, EVAL_BATCH_SIZE):
+            raise CharRNNError(
+                "--dynamic reads the text as one stream, so that the model learns only from text before what it "
+                "scores: drop --batch-size"
+            )
 
 
 def eval_run(run: str, config: EvalConfig, which: str = "best", device: str = "cpu") -> EvalResult:
     """Score the text at config.data (file, folder or glob) with the model in `run` (PyTorch engine).
-    A model trained on items reads the text as items of the same kind. (Labelled tasks:
-    labelled_eval.eval_labelled.)"""
+    A model trained on items reads the text as items of the same kind. config.split: the
+    run's own train, val or test part of it. config.dynamic: dynamic evaluation
+    (dynamic_eval.py), with the static score of the same stream beside it. (Labelled
+    tasks: labelled_eval.eval_labelled.)"""
     from charrnn.engines.torch_engine import TorchEngine
 
     config.check()
     model, vocab, meta = LoadConfig(str(run), which, str(device)).load()
+    kind = meta.get("train", {}).get("data", {}).get("items") if vocab.end else None
+    if config.dynamic and kind:
+        raise CharRNNError(
+            f"--dynamic needs a model trained on one stream of text; this one was trained on --items {kind}: "
+            "drop --dynamic"
+        )
     data = DataConfig(data=config.data, encoding=vocab.encoding, cache_dir=config.cache_dir)
     corpus = load_corpus(data, vocab.with_end(False), unknown="skip")
-    engine = TorchEngine(model, device)
     saved = meta.get("train", {}).get("data", {})
     fractions = saved.get("val_fraction", 0.1), saved.get("test_fraction", 0.0)
     part = ("train", "val", "test").index(config.split) if config.split != "all" else None
-    kind = saved.get("items")
-    if not vocab.end or not kind:
-        ids = corpus.ids if part is None else corpus.split(*fractions)[part]
-        if len(ids) < 2:
-            raise CharRNNError(f"the {config.split} split of {config.data} is empty; choose another --split")
-        loss, n = evaluate(engine, ids, config.batch_size, config.seq_len)
+    ids = corpus.ids if part is None or kind else corpus.split(*fractions)[part]
+    if not kind and len(ids) < 2:
+        raise CharRNNError(f"the {config.split} split of {config.data} is empty; choose another --split")
+    if config.dynamic:
+        from charrnn.dynamic_eval import static_and_dynamic
+
+        r = static_and_dynamic(model, ids, config.effective_seq_len, config.dynamic_lr, config.dynamic_decay)
+        return EvalResult(
+            r.dynamic, r.dynamic / math.log(2), math.exp(r.dynamic), r.chars, corpus.dropped, static_loss=r.static
+        )
+    engine = TorchEngine(model, device)
+    if not kind:
+        loss, n = evaluate(engine, ids, config.batch_size, config.effective_seq_len)
         return EvalResult(loss, loss / math.log(2), math.exp(loss), n, corpus.dropped)
     items = cut_items(corpus.ids, newline_id(corpus.vocab), kind, corpus.file_ids)
     items = items if part is None else items.split(*fractions)[part]
-    total, n, k = score_items(engine, items, config.batch_size, config.seq_len, vocab.end_id)
+    total, n, k = score_items(engine, items, config.batch_size, config.effective_seq_len, vocab.end_id)
     loss = total / n
     return EvalResult(loss, loss / math.log(2), math.exp(loss), n, corpus.dropped, k, total / k)

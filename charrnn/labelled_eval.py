@@ -200,6 +200,8 @@ def eval_labelled(run: str, config, which: str = "best", device: str = "cpu") ->
     from charrnn.predict import Labeller
 
     config.check()
+    if config.dynamic:
+        raise CharRNNError("--dynamic adapts a next-char model to the text it reads; drop it for this task")
     model, vocab, meta = LoadConfig(str(run), which, str(device)).load()
     train, items, _, labels = labelled_items(meta, config.data, config.split)
     if len(items) == 0:
