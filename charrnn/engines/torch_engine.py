@@ -42,7 +42,7 @@ class TorchEngine:
         """One optimizer step at learning rate lr. The loss stays on the device (no sync per step)."""
         x, y = self._tensor(x), self._tensor(y)
         self.model.train()
-        logits, state = self.net(x, state, self._lengths(y))
+        logits, state = self.net(x, state, *self._lengths(y))
         loss = loss_fn(logits, y)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -62,14 +62,15 @@ class TorchEngine:
         if state is not None:  # callers may pass a slice of rows (the scorer's tail): cuDNN wants it contiguous
             state = tuple(s.contiguous() for s in state)
         y = self._tensor(y)
-        logits, state = self.model(self._tensor(x), state, self._lengths(y))
+        logits, state = self.model(self._tensor(x), state, *self._lengths(y))
         total = loss_fn(logits if logits.dtype == torch.float64 else logits.float(), y, "sum")
         self.model.train(was_training)
         return float(total), state
 
-    def _lengths(self, y: torch.Tensor) -> torch.Tensor | None:
-        """Row lengths, which only a bidirectional model needs (model.CharRNN.forward)."""
-        return row_lengths(y) if self.model.config.bidirectional else None
+    def _lengths(self, y: torch.Tensor) -> tuple:
+        """(row lengths,) for a bidirectional model (model.CharRNN.forward), else (): the
+        forward(x, state) call every other model (and wrapper) takes."""
+        return (row_lengths(y),) if self.model.config.bidirectional else ()
 
     # -- weights and state, as plain data --------------------------------------------
 
