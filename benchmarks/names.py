@@ -130,7 +130,8 @@ def main() -> None:
         f"| {acc_lr:.3f} | {f1_lr:.3f} |"
     )
     print(
-        f"| charrnn classify ({args.layers}x{args.hidden_size} {args.cell}) | {f['accuracy']:.3f} | "
+        f"| charrnn classify ({args.layers}x{args.hidden_size} {args.cell}, --balance {args.balance}, "
+        f"{args.optimizer} weight decay {args.weight_decay}) | {f['accuracy']:.3f} | "
         f"{f['macro_f1']:.3f} |"
     )
     if args.skip_generate:
