@@ -70,8 +70,14 @@ def test_truecase_tags_each_character_and_keeps_the_strings_aligned(tmp_path):
     assert low == "the king of İzmir"  # İ lower-cases to two characters: kept, so tags stay aligned
     assert tags == "UlllUlllllllUllll"
     (tmp_path / "t.txt").write_text("Mr. Darcy\n\nAnd Elizabeth\n")
-    data = read_labelled(str(tmp_path / "t.txt"), "truecase")
+    data = read_labelled(str(tmp_path / "t.txt"), "truecase", "lines")
     assert data.texts == ["mr. darcy", "and elizabeth"] and data.labels == ["UlllUllll", "UlllUllllllll"]
+
+
+def test_truecase_reads_sentences_by_default(tmp_path):
+    (tmp_path / "t.txt").write_text('He left. "Did he?" she\nasked! Yes\n\nNew one.\n')
+    data = read_labelled(str(tmp_path / "t.txt"), "truecase")
+    assert data.texts == ["he left.", '"did he?"', "she asked!", "yes", "new one."]
 
 
 def test_stratified_split_keeps_duplicates_on_one_side_and_every_label_on_each():
@@ -92,7 +98,7 @@ def test_stratified_split_keeps_duplicates_on_one_side_and_every_label_on_each()
 
 def test_tag_items_are_held_out_by_position(tmp_path):
     (tmp_path / "t.txt").write_text("".join(f"Line {i}\n" for i in range(20)))
-    data = read_labelled(str(tmp_path / "t.txt"), "truecase")
+    data = read_labelled(str(tmp_path / "t.txt"), "truecase", "lines")
     items = encode_labelled(data, Vocab.from_chars("".join(data.texts)), ("U", "l"), per_char=True)
     train, val, test = items.split(0.1, 0.1)
     assert (len(train), len(val), len(test)) == (16, 2, 2)

@@ -7,10 +7,11 @@ character (tag, truecase), read from the formats people already have:
                                   "text, label" (or "text, tags") is skipped
     tag: a .tsv file              text<TAB>tags, one tag character per text character,
                                   e.g. "New York is big<TAB>BII BIII OO OOO"
-    truecase: any text            each line is an item (or, with --items paragraphs,
-                                  each paragraph); the input is the item lower-cased and
-                                  the tag of each character is "U" where it was upper
-                                  case, "l" where not: capitalisation, restored
+    truecase: any text            each sentence is an item (a paragraph, split at blank
+                                  lines, cut after . ! or ?), or with --items lines each
+                                  line; the input is the item lower-cased and the tag of
+                                  each character is "U" where it was upper case, "l"
+                                  where not: capitalisation, restored
 
 Splits keep every item whole and on one side. Labels are split stratified, and an
 item that occurs twice (the names repeat 2,543 of their 14,166 lines) stays on one
@@ -21,6 +22,7 @@ the last items of the text, as the next-character streams are.
 from __future__ import annotations
 
 import csv
+import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,7 +58,7 @@ def read_labelled(path: str | None, task: str, items: str | None = None) -> Labe
         raise CharRNNError(f"--task {task} needs --data: a folder of LABEL.txt files, or a .tsv/.csv file")
     p = Path(path).expanduser()
     if task == "truecase":
-        return _truecase(p, items or "lines")
+        return _truecase(p, items or "paragraphs")
     if p.is_dir():
         if task == "tag":
             raise CharRNNError(f"--task tag reads a .tsv file of text<TAB>tags lines, not a folder: {path}")
@@ -121,7 +123,7 @@ def _truecase(path: Path, items: str) -> Labelled:
     texts, labels, where = [], [], []
     for f in resolve_files(str(path)):
         text = _read(f).replace("\r\n", "\n")
-        parts = text.split("\n\n") if items == "paragraphs" else text.split("\n")
+        parts = [s for p in text.split("\n\n") for s in sentences(p)] if items == "paragraphs" else text.split("\n")
         for n, part in enumerate(parts, 1):
             part = part.strip()
             if part:
@@ -132,6 +134,17 @@ def _truecase(path: Path, items: str) -> Labelled:
     if not texts:
         raise CharRNNError(f"{path} holds no text to learn capitalisation from")
     return Labelled(texts, labels, where)
+
+
+SENTENCE_END = re.compile(r"[.!?][\"'’”)\]]*(?=\s)")  # the end mark, closing quotes, then a space
+
+
+def sentences(paragraph: str) -> list[str]:
+    """The sentences of a paragraph, its lines joined by spaces: cut after . ! or ? (and
+    any closing quotes) before a space. "Mr. Darcy" is cut too: a rare false start."""
+    text = " ".join(paragraph.split())
+    cuts = [m.end() for m in SENTENCE_END.finditer(text)]
+    return [t.strip() for t in (text[a:b] for a, b in zip([0, *cuts], [*cuts, len(text)])) if t.strip()]
 
 
 def _read(path: Path) -> str:
