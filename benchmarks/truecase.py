@@ -30,7 +30,7 @@ def main() -> None:
     p.add_argument("--data", type=Path, default=PRIDE)
     p.add_argument("--out", type=Path, default=Path("runs/bench-truecase"))
     p.add_argument("--budget", type=float, default=240, help="seconds of training for each tagger")
-    p.add_argument("--items", default="paragraphs", choices=("lines", "paragraphs"), help="paragraphs: sentences")
+    p.add_argument("--items", default="lines", choices=("lines", "paragraphs"), help="paragraphs: sentences")
     p.add_argument("--hidden-size", type=int, default=256)
     p.add_argument("--threads", type=int, default=0)
     args = p.parse_args()

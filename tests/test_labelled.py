@@ -74,9 +74,10 @@ def test_truecase_tags_each_character_and_keeps_the_strings_aligned(tmp_path):
     assert data.texts == ["mr. darcy", "and elizabeth"] and data.labels == ["UlllUllll", "UlllUllllllll"]
 
 
-def test_truecase_reads_sentences_by_default(tmp_path):
+def test_truecase_reads_sentences_with_items_paragraphs(tmp_path):
     (tmp_path / "t.txt").write_text('He left. "Did he?" she\nasked! Yes\n\nNew one.\n')
-    data = read_labelled(str(tmp_path / "t.txt"), "truecase")
+    assert len(read_labelled(str(tmp_path / "t.txt"), "truecase").texts) == 3  # lines by default
+    data = read_labelled(str(tmp_path / "t.txt"), "truecase", "paragraphs")
     assert data.texts == ["he left.", '"did he?"', "she asked!", "yes", "new one."]
 
 

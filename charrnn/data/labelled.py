@@ -7,9 +7,9 @@ character (tag, truecase), read from the formats people already have:
                                   "text, label" (or "text, tags") is skipped
     tag: a .tsv file              text<TAB>tags, one tag character per text character,
                                   e.g. "New York is big<TAB>BII BIII OO OOO"
-    truecase: any text            each sentence is an item (a paragraph, split at blank
-                                  lines, cut after . ! or ?), or with --items lines each
-                                  line; the input is the item lower-cased and the tag of
+    truecase: any text            each line is an item, or with --items paragraphs each
+                                  sentence (paragraphs, split at blank lines, cut after
+                                  . ! or ?); the input is the item lower-cased and the tag of
                                   each character is "U" where it was upper case, "l"
                                   where not: capitalisation, restored
 
@@ -58,7 +58,7 @@ def read_labelled(path: str | None, task: str, items: str | None = None) -> Labe
         raise CharRNNError(f"--task {task} needs --data: a folder of LABEL.txt files, or a .tsv/.csv file")
     p = Path(path).expanduser()
     if task == "truecase":
-        return _truecase(p, items or "paragraphs")
+        return _truecase(p, items or "lines")
     if p.is_dir():
         if task == "tag":
             raise CharRNNError(f"--task tag reads a .tsv file of text<TAB>tags lines, not a folder: {path}")
