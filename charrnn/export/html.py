@@ -37,7 +37,6 @@ import numpy as np
 from charrnn.errors import CharRNNError
 from charrnn.export.common import PRECISIONS, check_exportable, damaged, sha256_hex, task_of, write_atomic
 from charrnn.inspection.viz import json_for_script
-from charrnn.tasks import GENERATING, require
 
 FORMAT, VERSION = "charrnn-html", 1
 ZEROS = "0" * 64
@@ -116,7 +115,6 @@ def export_html(run: str | Path, out: str | Path, which: str = "best", precision
     from charrnn.checkpoint import load_model
 
     model, vocab, meta = load_model(run, which)
-    require(meta, "export", GENERATING)
     return write_atomic(out, build_page(model, vocab, meta, precision, f"charrnn: {Path(run).name}").encode("utf-8"))
 
 

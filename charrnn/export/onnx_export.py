@@ -29,7 +29,6 @@ from pathlib import Path
 
 from charrnn.errors import CharRNNError
 from charrnn.export.common import check_exportable, damaged, task_of, write_atomic
-from charrnn.tasks import GENERATING, require
 
 FORMAT, VERSION = "charrnn-onnx", 1
 HASH_KEY = "charrnn_sha256"
@@ -135,7 +134,6 @@ def export_onnx(run: str | Path, out: str | Path, which: str = "best") -> Path:
     from charrnn.checkpoint import load_model
 
     model, vocab, meta = load_model(run, which)
-    require(meta, "export", GENERATING)
     return write_atomic(out, build_onnx(model, vocab, meta).SerializeToString())
 
 
