@@ -113,9 +113,10 @@ def _init_source(config: TrainConfig) -> _Source:
 
 
 def _torch_setup(config: TrainConfig):
-    """(device, process group): this process's rank under torchrun, or one plain process."""
-    import torch
+    """(device, process group, AdaptiveThreads or None): this process's rank under torchrun, or one plain process."""
+    from charrnn.engines.threads import auto_threads, passive_waits
 
+    passive_waits()  # before torch loads OpenMP, or it has no effect (engines/threads.py)
     from charrnn.training.distributed import Dist, launched
 
     if config.nproc and not launched():
@@ -123,13 +124,12 @@ def _torch_setup(config: TrainConfig):
             "--nproc starts torchrun from the command line (charrnn train --nproc N); "
             "from Python, run your script under torchrun instead"
         )
-    if config.threads:
-        torch.set_num_threads(config.threads)
     dist = Dist.from_env(config.device, config.dist_timeout)
-    return dist.device or pick_device(config.device), dist
+    device = dist.device or pick_device(config.device)
+    return device, dist, auto_threads(config.threads, device.type)
 
 
-def _torch_engine(config: TrainConfig, device, dist):
+def _torch_engine(config: TrainConfig, device, dist, threads=None):
     import torch
 
     from charrnn.engines.model import CharRNN
@@ -137,7 +137,7 @@ def _torch_engine(config: TrainConfig, device, dist):
 
     torch.manual_seed(config.seed)
     model = CharRNN(config.model).to(device)
-    engine = TorchEngine(model, device, None, config.grad_clip, dist)  # DDP broadcasts rank 0's weights here
+    engine = TorchEngine(model, device, None, config.grad_clip, dist, threads)  # DDP broadcasts rank 0's weights here
     dist.seed_rank(config.seed)
     engine.optimizer = make_optimizer(config, model.parameters())
     return engine

@@ -58,7 +58,12 @@ class TrainConfig(Checked):
     device: str = knob(
         "auto", "where to train: auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps", pattern=DEVICE
     )
-    threads: int = knob(0, "CPU threads for PyTorch", ge=1, off=(0, "PyTorch's default, all cores"))
+    threads: int = knob(
+        0,
+        "CPU threads for PyTorch",
+        ge=1,
+        off=(0, "auto: on the CPU, the cores other busy processes leave free, re-counted as it trains"),
+    )
     seed: int = knob(1337, "random seed for the initial weights and dropout", ge=0, le=MAX_SEED)
     init_from: str | None = knob(
         None,
