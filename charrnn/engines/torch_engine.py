@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from charrnn.engines.model import CharRNN, State, detach_state, loss_fn
+from charrnn.engines.precision import autocast
 
 
 class TorchEngine:
@@ -29,13 +30,14 @@ class TorchEngine:
         grad_clip: float = 0.0,
         dist=None,
         threads=None,  # engines/threads.py AdaptiveThreads: ticked between steps on the CPU; None: fixed
+        precision: str = "fp32",  # or bf16: autocast around the forward pass and loss (engines/precision.py)
     ):
         from charrnn.training.distributed import Dist
 
         self.model, self.device = model, torch.device(device)
         self.optimizer, self.grad_clip, self.dist = optimizer, grad_clip, dist or Dist()
         self.net = self.dist.wrap(model)  # what the training step runs: the model, or DDP around it
-        self.threads = threads
+        self.threads, self.precision = threads, precision
 
     def _tensor(self, a: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(a).to(self.device, non_blocking=True)
@@ -46,8 +48,9 @@ class TorchEngine:
             self.threads.tick()
         x, y = self._tensor(x), self._tensor(y)
         self.model.train()
-        logits, state = self.net(x, state)
-        loss = loss_fn(logits, y)
+        with autocast(self.device, self.precision):
+            logits, state = self.net(x, state)
+            loss = loss_fn(logits, y)  # float32: autocast keeps cross_entropy there
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.grad_clip:

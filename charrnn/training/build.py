@@ -53,6 +53,9 @@ def build_trainer(config: TrainConfig, resume: bool = False, folder=None) -> tup
     vocab, batches, val = _layout(config, corpus)
     config = replace(config, model=replace(config.model, vocab_size=vocab.size))
     if torch_parts is not None:
+        from charrnn.engines.precision import pick_precision
+
+        config = replace(config, precision=pick_precision(config.precision, torch_parts[0]))  # saved as fp32/bf16
         engine, group = _torch_engine(config, *torch_parts), torch_parts[1]
     else:
         engine, group = _reference_engine(config), Solo()
@@ -137,7 +140,8 @@ def _torch_engine(config: TrainConfig, device, dist, threads=None):
 
     torch.manual_seed(config.seed)
     model = CharRNN(config.model).to(device)
-    engine = TorchEngine(model, device, None, config.grad_clip, dist, threads)  # DDP broadcasts rank 0's weights here
+    # DDP broadcasts rank 0's weights here
+    engine = TorchEngine(model, device, None, config.grad_clip, dist, threads, config.precision)
     dist.seed_rank(config.seed)
     engine.optimizer = make_optimizer(config, model.parameters())
     return engine
@@ -190,6 +194,8 @@ def check_reference(config: TrainConfig, resume: bool) -> None:
         raise CharRNNError(f"--engine reference runs on the CPU with NumPy: drop --device {config.device}")
     if config.nproc:
         raise CharRNNError("--engine reference runs in one process: drop --nproc")
+    if config.precision == "bf16":
+        raise CharRNNError("--engine reference computes in float64 with NumPy: drop --precision bf16")
     if config.model.dropout or config.model.tie_weights:
         raise CharRNNError("the reference engine has no dropout or tied weights: use --dropout 0, no --tie-weights")
 
