@@ -44,7 +44,7 @@ def test_auto_picks_bf16_only_where_it_is_fast_and_says_so_in_one_line(capsys, r
     assert err.startswith(says) and err.count("\n") == (1 if says else 0)
 
 
-def run(tmp_path, precision, steps=150):
+def run(tmp_path, precision, steps=100):
     corpus = tmp_path / "c.txt"
     if not corpus.exists():
         corpus.write_text(small_text(400))
@@ -57,7 +57,7 @@ def run(tmp_path, precision, steps=150):
         lr=1e-2,
         max_epochs=0,
         max_steps=steps,
-        eval_every=50,
+        eval_every=100,
         log_every=10,
         quiet=True,
         seed=3,

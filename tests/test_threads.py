@@ -143,28 +143,30 @@ def spincount(code: str, **env) -> str:
     return lines[0].split("=")[1].strip(" '")
 
 
-def test_the_cli_makes_waits_passive_before_torch_loads_openmp(tmp_path):
+def test_the_cli_and_the_api_make_waits_passive_before_torch_loads_openmp(tmp_path):
+    """Seen by the runtime itself: libgomp prints the spin count it took (300,000 is its
+    spinning default, 0 is PASSIVE). After `import torch` the policy can no longer change."""
     (tmp_path / "c.txt").write_text(small_text(40))
-    train = (
-        "from charrnn.cli import main; main(['train', '--data', {data!r}, '--out', {out!r}, '--max-steps', '1', "
-        "'--hidden-size', '8', '--embedding-size', '4', '--batch-size', '2', '--seq-len', '8', '--quiet'])"
+    data, tiny = str(tmp_path / "c.txt"), "max_steps=1, batch_size=2, seq_len=8, quiet=True"
+    cli = (
+        f"from charrnn.cli import main; main(['train', '--data', {data!r}, '--out', {str(tmp_path / 'cli')!r}, "
+        "'--max-steps', '1', '--hidden-size', '8', '--embedding-size', '4', '--batch-size', '2', '--seq-len', '8', "
+        "'--quiet'])"
     )
-    assert spincount("import torch") == "300000"  # torch's own default: waiting threads spin
-    assert spincount(train.format(data=str(tmp_path / "c.txt"), out=str(tmp_path / "a"))) == "0"  # PASSIVE
-    user = spincount(train.format(data=str(tmp_path / "c.txt"), out=str(tmp_path / "b")), OMP_WAIT_POLICY="ACTIVE")
-    assert int(user) > 300000  # a policy the user exported wins
-
-
-def test_the_python_api_makes_waits_passive_only_if_torch_is_not_loaded_yet(tmp_path):
-    (tmp_path / "c.txt").write_text(small_text(40))
-    train = (
+    api = (
         "from charrnn import DataConfig, ModelConfig, TrainConfig, train; "
-        "train(TrainConfig(out={out!r}, data=DataConfig(data={data!r}), max_steps=1, batch_size=2, seq_len=8, "
-        "model=ModelConfig(hidden_size=8, embedding_size=4), quiet=True))"
+        "train(TrainConfig(out={out!r}, data=DataConfig(data=" + repr(data) + "), "
+        "model=ModelConfig(hidden_size=8, embedding_size=4), " + tiny + "))"
     )
-    data = str(tmp_path / "c.txt")
-    assert spincount(train.format(out=str(tmp_path / "a"), data=data)) == "0"
-    assert spincount("import torch; " + train.format(out=str(tmp_path / "b"), data=data)) == "300000"
-    assert passive_waits(environ={}, modules={"torch": torch}) is False  # too late: the environment is left alone
+    assert spincount(cli) == "0"
+    assert spincount(api.format(out=str(tmp_path / "api"))) == "0"
+    assert spincount("import torch; " + api.format(out=str(tmp_path / "late"))) == "300000"
+
+
+def test_passive_waits_leaves_a_users_policy_and_a_loaded_torch_alone():
     environ = {}
     assert passive_waits(environ=environ, modules={}) is True and environ == {"OMP_WAIT_POLICY": "PASSIVE"}
+    environ = {"OMP_WAIT_POLICY": "active"}
+    assert passive_waits(environ=environ, modules={}) is False and environ == {"OMP_WAIT_POLICY": "active"}
+    environ = {}
+    assert passive_waits(environ=environ, modules={"torch": torch}) is False and environ == {}
