@@ -31,7 +31,7 @@ def test_fast_bf16_cpus_are_told_by_their_flags(tmp_path):
 @pytest.mark.parametrize(
     "requested, fast, picked, says",
     [
-        ("auto", "a CPU with amx_bf16", "bf16", "Training in bf16 (autocast; float32 weights): a CPU with amx_bf16"),
+        ("auto", "a CPU with amx_bf16", "bf16", "Training in bf16 (autocast, float32 weights): a CPU with amx_bf16"),
         ("auto", None, "fp32", ""),
         ("bf16", None, "bf16", "--precision bf16 on cpu without fast bf16"),
         ("bf16", "a CPU with amx_bf16", "bf16", ""),

@@ -21,6 +21,7 @@ weights are float32, so the score is the one every engine and tool reports for t
 from __future__ import annotations
 
 import contextlib
+import functools
 import sys
 from pathlib import Path
 
@@ -55,7 +56,7 @@ def pick_precision(requested: str, device: torch.device, fast=fast_bf16) -> str:
     precision = ("bf16" if why else "fp32") if requested == "auto" else requested
     if precision == "bf16" and requested == "auto":
         print(
-            f"Training in bf16 (autocast; float32 weights): {why} runs it faster. --precision fp32 to not.",
+            f"Training in bf16 (autocast, float32 weights): {why} runs it faster; --precision fp32 turns it off",
             file=sys.stderr,
         )
     elif precision == "bf16" and not why:
@@ -72,10 +73,15 @@ def autocast(device: torch.device, precision: str):
     if precision != "bf16":
         return contextlib.nullcontext()
     stack = contextlib.ExitStack()
-    if device.type == "cpu" and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+    if device.type == "cpu" and not _onednn_has_bf16():
         stack.enter_context(_without_onednn())  # its LSTM refuses bf16 here: PyTorch's own kernels take it
     stack.enter_context(torch.autocast(device.type, dtype=torch.bfloat16))
     return stack
+
+
+@functools.cache
+def _onednn_has_bf16() -> bool:
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 @contextlib.contextmanager
