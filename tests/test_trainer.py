@@ -47,18 +47,20 @@ def metrics(run):
     return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
 
 
-def test_resume_is_bitwise_exact(tmp_path):
-    """2N steps in one run == N steps, then --resume to 2N: identical weights, bit for bit.
-    The run crosses epoch boundaries, evaluations and uses dropout, so the data position,
-    hidden state, RNG and optimizer state all have to come back exactly."""
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_resume_is_bitwise_exact(tmp_path, precision):
+    """2N steps in one run == N steps, then --resume to 2N: identical weights, bit for bit,
+    in every precision. The run crosses epoch boundaries, evaluations and uses dropout, so the
+    data position, hidden state, RNG and optimizer state all have to come back exactly."""
     short = tmp_path / "short.txt"
     short.write_text(small_text(40))  # ~1.5 KB: about 20 batches an epoch
-    kw = dict(hidden_size=24, layers=2, dropout=0.2, data=DataConfig(data=str(short)))
+    kw = dict(hidden_size=24, layers=2, dropout=0.2, data=DataConfig(data=str(short)), precision=precision)
     one = train(config(tmp_path, "one", max_steps=46, **kw))
     assert one.step == 46
     half = train(config(tmp_path, "two", max_steps=23, **kw))
     assert half.step == 23
     resumed = resumed_config(str(tmp_path / "two"), {"max_steps": 46})
+    assert resumed.precision == precision  # saved with the run
     two = train(resumed, resume=True)
     assert two.step == 46
     a, b = weights(tmp_path / "one"), weights(tmp_path / "two")

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from charrnn.engines.model import CharRNN, State, detach_state, loss_fn, row_lengths
+from charrnn.engines.precision import autocast
 
 
 class TorchEngine:
@@ -28,22 +29,28 @@ class TorchEngine:
         optimizer: torch.optim.Optimizer | None = None,
         grad_clip: float = 0.0,
         dist=None,
+        threads=None,  # engines/threads.py AdaptiveThreads: ticked between steps on the CPU; None: fixed
+        precision: str = "fp32",  # or bf16: autocast around the forward pass and loss (engines/precision.py)
     ):
         from charrnn.training.distributed import Dist
 
         self.model, self.device = model, torch.device(device)
         self.optimizer, self.grad_clip, self.dist = optimizer, grad_clip, dist or Dist()
         self.net = self.dist.wrap(model)  # what the training step runs: the model, or DDP around it
+        self.threads, self.precision = threads, precision
 
     def _tensor(self, a: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(a).to(self.device, non_blocking=True)
 
     def train_step(self, x: np.ndarray, y: np.ndarray, state: State | None, lr: float) -> tuple[torch.Tensor, State]:
         """One optimizer step at learning rate lr. The loss stays on the device (no sync per step)."""
+        if self.threads is not None:
+            self.threads.tick()
         x, y = self._tensor(x), self._tensor(y)
         self.model.train()
-        logits, state = self.net(x, state, *self._lengths(y))
-        loss = loss_fn(logits, y)
+        with autocast(self.device, self.precision):
+            logits, state = self.net(x, state, *self._lengths(y))
+            loss = loss_fn(logits, y)  # float32: autocast keeps cross_entropy there
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.grad_clip:
@@ -57,6 +64,8 @@ class TorchEngine:
     def loss_sum(self, x: np.ndarray, y: np.ndarray, state: State | None) -> tuple[float, State]:
         """Summed cross-entropy (nats) of y given x from `state`, in eval mode (no dropout).
         A float64 model keeps float64 throughout; others are scored in float32."""
+        if self.threads is not None:
+            self.threads.tick()
         was_training = self.model.training
         self.model.eval()
         if state is not None:  # callers may pass a slice of rows (the scorer's tail): cuDNN wants it contiguous

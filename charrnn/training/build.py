@@ -60,6 +60,9 @@ def build_trainer(config: TrainConfig, resume: bool = False, folder=None) -> tup
     head = 0 if task.generates else len(labels)  # a classifier's C labels, a tagger's K tags; else V characters
     config = replace(config, model=replace(config.model, vocab_size=vocab.size, head_size=head))
     if torch_parts is not None:
+        from charrnn.engines.precision import pick_precision
+
+        config = replace(config, precision=pick_precision(config.precision, torch_parts[0]))  # saved as fp32/bf16
         engine, group = _torch_engine(config, *torch_parts), torch_parts[1]
     else:
         engine, group = _reference_engine(config), Solo()
@@ -155,9 +158,10 @@ def _init_source(config: TrainConfig) -> _Source:
 
 
 def _torch_setup(config: TrainConfig):
-    """(device, process group): this process's rank under torchrun, or one plain process."""
-    import torch
+    """(device, process group, AdaptiveThreads or None): this process's rank under torchrun, or one plain process."""
+    from charrnn.engines.threads import auto_threads, passive_waits
 
+    passive_waits()  # before torch loads OpenMP, or it has no effect (engines/threads.py)
     from charrnn.training.distributed import Dist, launched
 
     if config.nproc and not launched():
@@ -165,13 +169,12 @@ def _torch_setup(config: TrainConfig):
             "--nproc starts torchrun from the command line (charrnn train --nproc N); "
             "from Python, run your script under torchrun instead"
         )
-    if config.threads:
-        torch.set_num_threads(config.threads)
     dist = Dist.from_env(config.device, config.dist_timeout)
-    return dist.device or pick_device(config.device), dist
+    device = dist.device or pick_device(config.device)
+    return device, dist, auto_threads(config.threads, device.type)
 
 
-def _torch_engine(config: TrainConfig, device, dist):
+def _torch_engine(config: TrainConfig, device, dist, threads=None):
     import torch
 
     from charrnn.engines.model import CharRNN
@@ -179,7 +182,8 @@ def _torch_engine(config: TrainConfig, device, dist):
 
     torch.manual_seed(config.seed)
     model = CharRNN(config.model).to(device)
-    engine = TorchEngine(model, device, None, config.grad_clip, dist)  # DDP broadcasts rank 0's weights here
+    # DDP broadcasts rank 0's weights here
+    engine = TorchEngine(model, device, None, config.grad_clip, dist, threads, config.precision)
     dist.seed_rank(config.seed)
     engine.optimizer = make_optimizer(config, model.parameters())
     return engine
@@ -232,6 +236,8 @@ def check_reference(config: TrainConfig, resume: bool) -> None:
         raise CharRNNError(f"--engine reference runs on the CPU with NumPy: drop --device {config.device}")
     if config.nproc:
         raise CharRNNError("--engine reference runs in one process: drop --nproc")
+    if config.precision == "bf16":
+        raise CharRNNError("--engine reference computes in float64 with NumPy: drop --precision bf16")
     if config.model.dropout or config.model.tie_weights or config.model.bidirectional:
         raise CharRNNError(
             "the reference engine has no dropout, tied weights or --bidirectional: use --dropout 0, drop the others"

@@ -17,6 +17,7 @@ from charrnn.tasks import TASK_NAMES
 OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd", "adagrad")
 SCHEDULES = ("constant", "cosine", "step", "plateau")
 ENGINES = ("torch", "reference")
+PRECISIONS = ("auto", "fp32", "bf16")
 
 DEVICE = (r"auto|cpu|mps|cuda(:[0-9]+)?", "auto, cpu, cuda, cuda:N or mps")
 
@@ -73,7 +74,19 @@ class TrainConfig(Checked):
     device: str = knob(
         "auto", "where to train: auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps", pattern=DEVICE
     )
-    threads: int = knob(0, "CPU threads for PyTorch", ge=1, off=(0, "PyTorch's default, all cores"))
+    threads: int = knob(
+        0,
+        "CPU threads for PyTorch",
+        ge=1,
+        off=(0, "auto: on the CPU, the cores other busy processes leave free, re-counted as it trains"),
+    )
+    precision: str = knob(
+        "auto",
+        "bf16: autocast the forward pass and loss to bfloat16, weights and optimizer float32; auto: bf16 on "
+        "hardware that runs it faster (a CUDA GPU with bf16, a CPU with AMX or AVX-512 BF16), else fp32; "
+        "saved with the run as fp32 or bf16",
+        choices=PRECISIONS,
+    )
     seed: int = knob(1337, "random seed for the initial weights and dropout", ge=0, le=MAX_SEED)
     init_from: str | None = knob(
         None,
@@ -124,6 +137,7 @@ class TrainConfig(Checked):
     def from_json(cls, d: dict) -> TrainConfig:
         names = {f.name for f in fields(cls)}
         kw = {k: v for k, v in d.items() if k in names and k not in ("data", "model")}
+        kw.setdefault("precision", "fp32")  # a run saved before --precision existed trained in float32
         return cls(data=DataConfig(**d.get("data", {})), model=ModelConfig.from_json(d.get("model", {})), **kw)
 
 
