@@ -208,3 +208,31 @@ def test_a_classifier_rolls_back_a_nan_like_any_run(tmp_path):
     nan = [e for e in events if e.get("event") == "nan"]
     assert result.step == 20 and len(nan) == 1 and nan[0]["rolled_back_to"] == 5
     assert all(torch.isfinite(w).all() for w in load_file(str(result.out / "last" / "model.safetensors")).values())
+
+
+def test_sigterm_saves_a_classifier_that_resumes(tmp_path):
+    """The labelled tasks stop on a signal like next-char: last/ saved, exit 0, and --resume goes on."""
+    import os
+    import signal
+    import time
+    from pathlib import Path
+
+    run, folder = tmp_path / "run", names_folder(tmp_path)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1]), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "charrnn", "train", "--task", "classify", "--data", str(folder), "--out", str(run)]
+    flags = ["--max-steps", "1000000", "--max-epochs", "0", "--eval-every", "1000000", "--log-every", "1"]
+    small = ["--hidden-size", "16", "--layers", "1", "--embedding-size", "8", "--batch-size", "4", "--threads", "1"]
+    proc = subprocess.Popen([*cmd, *flags, *small], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while not (run / "metrics.jsonl").exists() and time.time() < deadline:
+        time.sleep(0.1)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0 and "--resume" in err, err
+    step = json.loads((run / "last" / "checkpoint.json").read_text())["step"]
+    done = subprocess.run(
+        [*cmd[:4], "--out", str(run), "--resume", "--max-steps", str(step + 5)], env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads((run / "last" / "checkpoint.json").read_text())["step"] == step + 5
