@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import argparse
 import math
-import platform
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+from machine import cpu_name  # benchmarks/machine.py
 
 from charrnn import knobs
 from charrnn.checkpoint import load_model
@@ -58,14 +57,6 @@ def validation_ids(run: str, data: Path, chars: int):
     model, vocab, meta = load_model(run)
     val = load_corpus(DataConfig(data=str(data)), vocab.with_end(False), unknown="skip").split(0.1)[1]
     return model, meta.get("step", 0), val[: chars + 1] if chars else val
-
-
-def cpu_name() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-        return next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or "unknown CPU"
 
 
 def main() -> None:

@@ -14,11 +14,11 @@ seed) for --steps steps; the table gives training chars/s and the validation los
 from __future__ import annotations
 
 import argparse
-import platform
 import tempfile
 import time
 
 import torch
+from machine import cpu_name  # benchmarks/machine.py
 
 from charrnn.engines.model import ModelConfig
 from charrnn.engines.precision import fast_bf16
@@ -49,16 +49,6 @@ def measure(args, precision: str, out: str) -> tuple[float, float]:
     float(loss)  # a GPU finishes its queued steps here
     seconds = time.perf_counter() - start
     return (args.steps - 1) * args.batch_size * args.seq_len / seconds, trainer.validation_loss()
-
-
-def cpu_name() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def main() -> None:
