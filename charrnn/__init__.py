@@ -40,6 +40,9 @@ _API = {
     "NoveltyIndex": "charrnn.sampling.novelty",
     "ItemSet": "charrnn.sampling.novelty",
     "interactive": "charrnn.sampling.interactive",
+    "classify": "charrnn.predict",
+    "tag": "charrnn.predict",
+    "eval_labelled": "charrnn.labelled_eval",
 }
 
 __all__ = ["CharRNNError", *_API]
