@@ -1,14 +1,14 @@
 """Training throughput while another process keeps a core busy: the old defaults and the new.
 
-Each mode trains charrnn's real Trainer (an LSTM, Tiny Shakespeare) in a fresh process,
-since the OpenMP wait policy is read when torch loads: first for --quiet-seconds alone,
+Each mode trains charrnn's real Trainer (an LSTM, Tiny Shakespeare) in a fresh process
+(OpenMP reads its wait policy when torch loads): first for --quiet-seconds alone,
 then for --loaded-seconds beside a single-threaded busy loop (`while True: pass`). The
 table gives chars/s in both phases, loaded/quiet, the slowest step and the threads in
 force at the end (engines/threads.py explains the cause and the fix).
 
-    old      PyTorch's defaults: spinning waits, one thread per core      (charrnn before)
-    passive  OMP_WAIT_POLICY=PASSIVE, one thread per core                 (now: --threads N)
-    auto     OMP_WAIT_POLICY=PASSIVE and --threads 0: the free cores      (now: the default)
+    old      PyTorch's defaults: one thread per core, spinning waits      (charrnn before)
+    passive  one thread per core, OMP_WAIT_POLICY=PASSIVE                 (the alternative not taken)
+    auto     --threads 0: the cores other processes leave free           (charrnn now, the default)
 
     python benchmarks/under_load.py                                  # 20 s + 20 s per mode
     python benchmarks/under_load.py --quiet-seconds 10 --loaded-seconds 10 --modes old auto
@@ -29,17 +29,9 @@ MODES = ("old", "passive", "auto")
 
 def child(args) -> dict:
     """Runs in the mode's own process: quiet phase, then loaded phase; returns the figures."""
-    if args.child == "old":
-        import torch  # loaded first: the runtime keeps its spinning default, as before charrnn set a policy
+    import torch  # passive: the parent put OMP_WAIT_POLICY in this process's environment
 
-        threads = torch.get_num_threads()  # the old default: PyTorch's, all cores
-    else:
-        from charrnn.engines.threads import passive_waits
-
-        passive_waits()  # what `charrnn` does first thing
-        import torch
-
-        threads = torch.get_num_threads() if args.child == "passive" else 0
+    threads = 0 if args.child == "auto" else torch.get_num_threads()  # fixed: PyTorch's default, all cores
 
     from charrnn.engines.model import ModelConfig
     from charrnn.training.build import build_trainer
@@ -118,8 +110,13 @@ def main() -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OMP_NUM_THREADS")}
     argv = sys.argv[1:]
     for mode in args.modes:
+        policy = {"OMP_WAIT_POLICY": "PASSIVE"} if mode == "passive" else {}  # read when torch loads: set before
         out = subprocess.run(
-            [sys.executable, __file__, *argv, "--child", mode], env=env, capture_output=True, text=True, check=True
+            [sys.executable, __file__, *argv, "--child", mode],
+            env={**env, **policy},
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout
         r = json.loads(out.strip().splitlines()[-1])
         print(

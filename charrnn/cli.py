@@ -14,7 +14,6 @@ import sys
 from dataclasses import dataclass
 
 from charrnn import knobs
-from charrnn.engines.threads import passive_waits
 from charrnn.errors import CharRNNError, os_error
 from charrnn.knobs import knob
 
@@ -365,7 +364,6 @@ def _on_sigterm(signum, frame):
 
 
 def main(argv: list[str] | None = None) -> int:
-    passive_waits()  # OMP_WAIT_POLICY=PASSIVE before anything imports torch (engines/threads.py)
     argv = sys.argv[1:] if argv is None else argv
     command = next((a for a in argv if not a.startswith("-")), "")  # for messages before the parser has run
     try:
