@@ -85,6 +85,8 @@ def waiting_here(proc: Path = Path("/proc")) -> float | None:
             total += int((task / "schedstat").read_text().split()[1])
         except OSError:  # the thread ended between the listing and the read
             continue
+        except (IndexError, ValueError):  # a format this code does not know: no wait times
+            return None
     return total / 1e9
 
 
