@@ -19,9 +19,9 @@ when the kernel's count of runnable tasks (/proc/loadavg) leaves cores free. Whe
 is no /proc (macOS, Windows), auto is torch's own default.
 
 Why not OMP_WAIT_POLICY=PASSIVE: sleeping waits survive the load better at a fixed
-thread count, but cost 10-20% of the quiet speed here (every region wakes its threads
-with a futex), and libgomp reads the policy only when `import torch` loads it, so from
-Python it can be too late. It remains the user's choice (export it before starting).
+thread count, but cost about 12% of the quiet speed here (2-26% over seven runs: every
+region wakes its threads with a futex), and libgomp reads the policy only when `import
+torch` loads it, so from Python it is often too late. It stays the user's choice: export it.
 
 Bits: some of PyTorch's CPU kernels split a sum across threads, so another thread count
 may round differently (here the LSTM backward does at H=64, not at H=256). A run whose
