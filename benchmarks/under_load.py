@@ -1,16 +1,17 @@
 """Training throughput while another process keeps a core busy: the old defaults and the new.
 
-Each mode trains charrnn's real Trainer (an LSTM, Tiny Shakespeare) in a fresh process,
-since the OpenMP wait policy is read when torch loads: first for --quiet-seconds alone,
-then for --loaded-seconds beside a single-threaded busy loop (`while True: pass`). The
-table gives chars/s in both phases, loaded/quiet, the slowest step and the threads in
-force at the end (engines/threads.py explains the cause and the fix).
+Each mode trains charrnn's real Trainer (an LSTM, Tiny Shakespeare) in a fresh process
+(OpenMP reads its wait policy when torch loads): first for --quiet-seconds alone,
+then for --loaded-seconds beside a single-threaded busy loop (`while True: pass`), then
+for --after-seconds alone again. The table gives chars/s in the three phases, loaded/quiet,
+the slowest step and the threads in force at the end of the loaded and the last phase
+(engines/threads.py explains the cause and the fix).
 
-    old      PyTorch's defaults: spinning waits, one thread per core      (charrnn before)
-    passive  OMP_WAIT_POLICY=PASSIVE, one thread per core                 (now: --threads N)
-    auto     OMP_WAIT_POLICY=PASSIVE and --threads 0: the free cores      (now: the default)
+    old      PyTorch's defaults: one thread per core, spinning waits      (charrnn before)
+    passive  one thread per core, OMP_WAIT_POLICY=PASSIVE                 (the alternative not taken)
+    auto     --threads 0: the cores other processes leave free           (charrnn now, the default)
 
-    python benchmarks/under_load.py                                  # 20 s + 20 s per mode
+    python benchmarks/under_load.py                                  # 20 s + 20 s + 10 s per mode
     python benchmarks/under_load.py --quiet-seconds 10 --loaded-seconds 10 --modes old auto
 """
 
@@ -29,17 +30,9 @@ MODES = ("old", "passive", "auto")
 
 def child(args) -> dict:
     """Runs in the mode's own process: quiet phase, then loaded phase; returns the figures."""
-    if args.child == "old":
-        import torch  # loaded first: the runtime keeps its spinning default, as before charrnn set a policy
+    import torch  # passive: the parent put OMP_WAIT_POLICY in this process's environment
 
-        threads = torch.get_num_threads()  # the old default: PyTorch's, all cores
-    else:
-        from charrnn.engines.threads import passive_waits
-
-        passive_waits()  # what `charrnn` does first thing
-        import torch
-
-        threads = torch.get_num_threads() if args.child == "passive" else 0
+    threads = 0 if args.child == "auto" else torch.get_num_threads()  # fixed: PyTorch's default, all cores
 
     from charrnn.engines.model import ModelConfig
     from charrnn.training.build import build_trainer
@@ -65,12 +58,19 @@ def child(args) -> dict:
         busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
         try:
             loaded, slowest = phase(trainer, args.loaded_seconds, chars)
+            threads_loaded = torch.get_num_threads()
         finally:
             busy.kill()
             busy.wait()
-    engine = trainer.engine
-    now = engine.threads.threads if engine.threads is not None else torch.get_num_threads()
-    return {"mode": args.child, "quiet": quiet, "loaded": loaded, "slowest": slowest, "threads": now}
+        after, _ = phase(trainer, args.after_seconds, chars)
+    return {
+        "mode": args.child,
+        "quiet": quiet,
+        "loaded": loaded,
+        "slowest": slowest,
+        "after": after,
+        "threads": f"{threads_loaded}, {torch.get_num_threads()}",
+    }
 
 
 def phase(trainer, seconds: float, chars: int) -> tuple[float, float]:
@@ -99,6 +99,7 @@ def main() -> None:
     p.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
     p.add_argument("--quiet-seconds", type=float, default=20.0)
     p.add_argument("--loaded-seconds", type=float, default=20.0)
+    p.add_argument("--after-seconds", type=float, default=10.0, help="alone again, once the busy process ends")
     p.add_argument("--hidden", type=int, default=256)
     p.add_argument("--layers", type=int, default=2)
     p.add_argument("--batch-size", type=int, default=64)
@@ -113,18 +114,24 @@ def main() -> None:
         f"{args.quiet_seconds:g} s quiet, {args.loaded_seconds:g} s beside one busy process; "
         f"before it, load average {os.getloadavg()[0]:.2f}, other runnable tasks {background():.1f}"
     )
-    head = ("quiet chars/s", 14), ("loaded chars/s", 15), ("loaded/quiet", 13), ("slowest step", 13), ("threads", 8)
+    head = ("quiet", 7), ("loaded", 7), ("loaded/quiet", 13), ("slowest step", 13), ("after", 7), ("threads", 16)
+    print("chars/s alone (quiet), beside the busy process (loaded), and alone again (after); threads: loaded, after")
     print(f"{'mode':8} " + " ".join(f"{name:>{width}}" for name, width in head))
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OMP_NUM_THREADS")}
     argv = sys.argv[1:]
     for mode in args.modes:
+        policy = {"OMP_WAIT_POLICY": "PASSIVE"} if mode == "passive" else {}  # read when torch loads: set before
         out = subprocess.run(
-            [sys.executable, __file__, *argv, "--child", mode], env=env, capture_output=True, text=True, check=True
+            [sys.executable, __file__, *argv, "--child", mode],
+            env={**env, **policy},
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout
         r = json.loads(out.strip().splitlines()[-1])
         print(
-            f"{mode:8} {r['quiet']:14,.0f} {r['loaded']:15,.0f} {r['loaded'] / r['quiet']:13.2f} "
-            f"{r['slowest']:12.2f}s {r['threads']:8d}",
+            f"{mode:8} {r['quiet']:7,.0f} {r['loaded']:7,.0f} {r['loaded'] / r['quiet']:13.2f} "
+            f"{r['slowest']:12.2f}s {r['after']:7,.0f} {r['threads']:>16}",
             flush=True,
         )
 

@@ -27,7 +27,7 @@ _API = {
     "eval_run": "charrnn.evaluation",
     "evaluate": "charrnn.evaluation",
     "CharRNN": "charrnn.engines.model",
-    "ModelConfig": "charrnn.engines.config",  # torch-free, so train() can set OMP_WAIT_POLICY first
+    "ModelConfig": "charrnn.engines.model",
     "SampleConfig": "charrnn.sampling.generate",
     "generate": "charrnn.sampling.generate",
     "sample": "charrnn.sampling.generate",

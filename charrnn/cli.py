@@ -13,7 +13,6 @@ import sys
 
 from charrnn import knobs
 from charrnn.commands import COMMANDS, TrainStart, cmd_train, train_config_from_args  # noqa: F401  (re-exported)
-from charrnn.engines.threads import passive_waits
 from charrnn.errors import CharRNNError, os_error
 
 DESCRIPTION = "Character-level RNN, LSTM and GRU language models: train on any text, then write like it."
@@ -151,7 +150,6 @@ def _on_sigterm(signum, frame):
 
 
 def main(argv: list[str] | None = None) -> int:
-    passive_waits()  # OMP_WAIT_POLICY=PASSIVE before anything imports torch (engines/threads.py)
     argv = sys.argv[1:] if argv is None else argv
     command = next((a for a in argv if not a.startswith("-")), "")  # for messages before the parser has run
     try:

@@ -1,11 +1,9 @@
-"""Threads under load (engines/threads.py): the thread choice, the count of other busy
-processes, the wait policy reaching the OpenMP runtime, and training that gives the same
-bits whatever the thread count does mid-run. Timings are benchmarks/under_load.py's job."""
+"""Threads under load (engines/threads.py): the thread choice, what the kernel says about
+other busy processes and our own queueing, when auto steps down and up, and training that
+goes on alike whatever the thread count does mid-run. Timings are benchmarks/under_load.py's job."""
 
 import itertools
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -13,7 +11,13 @@ import torch
 
 from charrnn.data.corpus import DataConfig
 from charrnn.engines.model import CharRNN, ModelConfig
-from charrnn.engines.threads import AdaptiveThreads, auto_threads, others_running, passive_waits, pick_threads
+from charrnn.engines.threads import (
+    AdaptiveThreads,
+    auto_threads,
+    others_running,
+    pick_threads,
+    waiting_here,
+)
 from charrnn.engines.torch_engine import TorchEngine
 from charrnn.training.build import build_trainer
 from charrnn.training.config import TrainConfig
@@ -49,18 +53,73 @@ def test_others_running_counts_runnable_tasks_less_our_own(tmp_path):
         assert others_running() >= 0
 
 
-def test_adaptive_threads_follow_a_busy_process_and_ignore_a_blip():
-    clock, said, calls = [0.0], iter([0, 0, 0, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0]), []
-    a = AdaptiveThreads(2, calls.append, others=lambda: next(said), clock=lambda: clock[0], every=0.1, window=3)
+def test_waiting_here_sums_the_run_queue_time_of_our_threads(tmp_path):
+    proc = fake_proc(tmp_path / "proc", 1, ["R", "S"])
+    assert waiting_here(proc) is None  # a kernel without schedstat
+    (proc / "self" / "schedstat").write_text("1 2 3\n")
+    for task, queued in zip(sorted((proc / "self" / "task").iterdir()), (1_500_000_000, 250_000_000)):
+        (task / "schedstat").write_text(f"9000000000 {queued} 77\n")  # ns on a CPU, ns queued, slices
+    assert waiting_here(proc) == 1.75
+
+
+def ticks(a, clock, n, step=0.1):
+    """Tick `a` n times, `step` seconds apart; a second tick at the same moment must change nothing."""
     seen = []
-    for _ in range(13):
+    for _ in range(n):
         seen.append(a.tick())
-        assert a.tick() == seen[-1]  # within `every` seconds: no new sample
-        clock[0] += 0.1
-    # means of the last 3 samples: 0 0 0 .33 .67 1 1 1 .67 .33 0 0 0
-    assert seen == [2, 2, 2, 2, 1, 1, 1, 1, 1, 2, 2, 2, 2]
+        assert a.tick() == seen[-1]  # within `every` seconds: no new look
+        clock[0] += step
+    return seen
+
+
+def test_adaptive_threads_step_down_on_queueing_and_up_on_free_cores():
+    clock, calls = [0.0], []
+    # per look: other runnable tasks, and our threads' queued seconds in the 0.1 s before it
+    others = iter([0, 1, 0, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0])
+    queued = iter([0, 0, 0, 0.07, 0.01, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0])
+    waited = [0.0]
+
+    def waiting():
+        waited[0] += next(queued)
+        return waited[0]
+
+    a = AdaptiveThreads(
+        2, calls.append, others=lambda: next(others), waiting=waiting, clock=lambda: clock[0], window=3, hold=0.75
+    )
+    seen = ticks(a, clock, 17)
+    # look 1's count of 1 alone changes nothing; 0.7 threads queued (look 3, t=0.3 s) step down at once;
+    # the last 3 counts leave a core free from look 10 (t=1.0 s), but the hold keeps 1 thread until t=1.1 s
+    assert seen == [2, 2, 2, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2]
     assert calls == [1, 2]
-    b = AdaptiveThreads(2, calls.append, others=lambda: None)  # the kernel does not say: keep the cap
+
+
+def test_a_step_up_that_is_undone_at_once_doubles_the_hold():
+    """Counts that never see the tasks holding our cores (say, both pinned to a subset of a
+    large host) would step up into queueing every hold: each failed step up doubles it."""
+    clock, calls, waited = [0.0], [], [0.0]
+
+    def waiting():  # queued 0.7 threads' worth whenever 2 threads run, none at 1
+        waited[0] += 0.07 if a.threads == 2 else 0.0
+        return waited[0]
+
+    a = AdaptiveThreads(
+        2, calls.append, others=lambda: 0, waiting=waiting, clock=lambda: clock[0], every=0.125, hold=1.0
+    )
+    seen = ticks(a, clock, 64, step=0.125)  # a step exact in binary: the holds end on a look
+    ups = [k for k in range(1, 64) if seen[k] > seen[k - 1]]
+    # down at look 1; up 1 s later (look 9), undone at once: hold 2 s (up at 26), then 4 s (up at 59)
+    assert ups == [9, 26, 59] and seen[60] == 1 and a.hold == 8.0
+
+
+def test_adaptive_threads_go_by_the_counts_where_the_kernel_keeps_no_wait_times():
+    clock, said, calls = [0.0], iter([0, 0, 0, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0]), []
+    a = AdaptiveThreads(
+        2, calls.append, others=lambda: next(said), waiting=lambda: None, clock=lambda: clock[0], window=3
+    )
+    # means of the last 3 counts: 0 0 0 .33 .67 1 1 1 .67 .33 0 0 0
+    assert ticks(a, clock, 13) == [2, 2, 2, 2, 1, 1, 1, 1, 1, 2, 2, 2, 2]
+    assert calls == [1, 2]
+    b = AdaptiveThreads(2, calls.append, others=lambda: None, waiting=lambda: None)  # no /proc: keep the cap
     assert b.tick() == 2 and calls == [1, 2]
 
 
@@ -124,49 +183,8 @@ def test_training_follows_the_same_path_whatever_the_thread_count_does():
         torch.set_num_threads(n)
 
     torch.set_num_threads(2)
-    varied, varied_losses = run(AdaptiveThreads(2, set_threads, others=lambda: next(flip), every=0, window=1))
+    flipping = AdaptiveThreads(2, set_threads, others=lambda: next(flip), waiting=lambda: None, every=0, window=1)
+    varied, varied_losses = run(flipping)
     assert switches[:4] == [1, 2, 1, 2]
     assert np.allclose(fixed_losses, varied_losses, rtol=1e-5) and fixed_losses[-1] < fixed_losses[0]
     assert all(np.allclose(fixed[k], varied[k], rtol=1e-4, atol=1e-6) for k in fixed)
-
-
-def spincount(code: str, **env) -> str:
-    """The spin count libgomp took from the environment when `code` loaded torch (OMP_DISPLAY_ENV)."""
-    base = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS", "GOMP_SPINCOUNT")}
-    done = subprocess.run(
-        [sys.executable, "-c", code], env={**base, "OMP_DISPLAY_ENV": "VERBOSE", **env}, capture_output=True, text=True
-    )
-    assert done.returncode == 0, done.stderr
-    lines = [line for line in done.stderr.splitlines() if "GOMP_SPINCOUNT" in line]
-    if not lines:
-        pytest.skip("torch's OpenMP runtime here is not GNU libgomp")
-    return lines[0].split("=")[1].strip(" '")
-
-
-def test_the_cli_and_the_api_make_waits_passive_before_torch_loads_openmp(tmp_path):
-    """Seen by the runtime itself: libgomp prints the spin count it took (300,000 is its
-    spinning default, 0 is PASSIVE). After `import torch` the policy can no longer change."""
-    (tmp_path / "c.txt").write_text(small_text(40))
-    data, tiny = str(tmp_path / "c.txt"), "max_steps=1, batch_size=2, seq_len=8, quiet=True"
-    cli = (
-        f"from charrnn.cli import main; main(['train', '--data', {data!r}, '--out', {str(tmp_path / 'cli')!r}, "
-        "'--max-steps', '1', '--hidden-size', '8', '--embedding-size', '4', '--batch-size', '2', '--seq-len', '8', "
-        "'--quiet'])"
-    )
-    api = (
-        "from charrnn import DataConfig, ModelConfig, TrainConfig, train; "
-        "train(TrainConfig(out={out!r}, data=DataConfig(data=" + repr(data) + "), "
-        "model=ModelConfig(hidden_size=8, embedding_size=4), " + tiny + "))"
-    )
-    assert spincount(cli) == "0"
-    assert spincount(api.format(out=str(tmp_path / "api"))) == "0"
-    assert spincount("import torch; " + api.format(out=str(tmp_path / "late"))) == "300000"
-
-
-def test_passive_waits_leaves_a_users_policy_and_a_loaded_torch_alone():
-    environ = {}
-    assert passive_waits(environ=environ, modules={}) is True and environ == {"OMP_WAIT_POLICY": "PASSIVE"}
-    environ = {"OMP_WAIT_POLICY": "active"}
-    assert passive_waits(environ=environ, modules={}) is False and environ == {"OMP_WAIT_POLICY": "active"}
-    environ = {}
-    assert passive_waits(environ=environ, modules={"torch": torch}) is False and environ == {}

@@ -63,7 +63,8 @@ class TorchEngine:
     @torch.no_grad()
     def loss_sum(self, x: np.ndarray, y: np.ndarray, state: State | None) -> tuple[float, State]:
         """Summed cross-entropy (nats) of y given x from `state`, in eval mode (no dropout).
-        A float64 model keeps float64 throughout; others are scored in float32."""
+        A float64 model keeps float64 throughout; others are scored in float32, bf16-trained ones
+        too: their weights are float32, and the score is the one `charrnn eval` gives them."""
         if self.threads is not None:
             self.threads.tick()
         was_training = self.model.training

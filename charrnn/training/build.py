@@ -159,9 +159,7 @@ def _init_source(config: TrainConfig) -> _Source:
 
 def _torch_setup(config: TrainConfig):
     """(device, process group, AdaptiveThreads or None): this process's rank under torchrun, or one plain process."""
-    from charrnn.engines.threads import auto_threads, passive_waits
-
-    passive_waits()  # before torch loads OpenMP, or it has no effect (engines/threads.py)
+    from charrnn.engines.threads import auto_threads
     from charrnn.training.distributed import Dist, launched
 
     if config.nproc and not launched():
