@@ -45,7 +45,7 @@ CORPORA = {
 
 
 def train_tiny(out: str, data: Path, budget: float, threads: int) -> None:
-    config = TrainConfig(out=out, data=DataConfig(data=str(data)), quiet=True, threads=threads)
+    config = TrainConfig(out=out, data=DataConfig(data=str(data)), quiet=True, threads=threads, settings="fixed")
     knobs.apply(config, knobs.load_preset("tiny"))
     knobs.apply(config, {"max_time": budget})
     train(config)

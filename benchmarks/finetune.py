@@ -37,7 +37,7 @@ NEW_TEXT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "pri
 
 
 def small(out: str, budget: float, data: str | None = None, init_from: str | None = None) -> TrainConfig:
-    config = TrainConfig(out=out, data=DataConfig(data=data), quiet=True, init_from=init_from)
+    config = TrainConfig(out=out, data=DataConfig(data=data), quiet=True, init_from=init_from, settings="fixed")
     knobs.apply(config, knobs.load_preset("small"))
     knobs.apply(config, {"max_time": budget})
     return config

@@ -83,7 +83,7 @@ def plain_loop(budget: float, eval_every: float, threads: int) -> list[tuple[flo
 
 
 def charrnn_run(preset: str, budget: float, out: str, threads: int) -> tuple[list[tuple[float, int, float]], dict]:
-    config = TrainConfig(out=out, quiet=True, threads=threads)
+    config = TrainConfig(out=out, quiet=True, threads=threads, settings="fixed")  # the preset as it is
     knobs.apply(config, knobs.load_preset(preset))
     config.max_time, config.max_epochs, config.max_steps = budget, 0, 0
     config.eval_chars = 0  # score the whole validation split, as the baseline is scored

@@ -38,6 +38,7 @@ def train_config_from_args(args: argparse.Namespace):
     if start.preset is not None:
         knobs.apply(config, knobs.load_preset(start.preset))
     knobs.apply(config, given)
+    config.keep = sorted(given)  # --settings auto chooses the others (training/settings.py)
     return config
 
 

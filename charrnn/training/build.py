@@ -56,6 +56,8 @@ def build_trainer(config: TrainConfig, resume: bool = False, folder=None) -> tup
         vocab, batches, val, labels = _labelled_layout(config, saved)
     else:
         corpus = load_corpus(config.data, Vocab.from_json(saved["vocab"]).with_end(False) if saved else None)
+        if not saved and torch_parts is not None:  # settings that fit the corpus, the budget and this machine
+            config = _fit_settings(config, corpus, *torch_parts[:2])
         vocab, batches, val = _layout(config, corpus)
     head = 0 if task.generates else len(labels)  # a classifier's C labels, a tagger's K tags; else V characters
     config = replace(config, model=replace(config.model, vocab_size=vocab.size, head_size=head))
@@ -89,6 +91,17 @@ def build_trainer(config: TrainConfig, resume: bool = False, folder=None) -> tup
         trainer.run_state = RunState.from_dict(state)
         trainer.hidden = engine.load_state_dict(state, config.batch_size, config.seed, trainer.step)
     return trainer, group
+
+
+def _fit_settings(config: TrainConfig, corpus, device, dist) -> TrainConfig:
+    """--settings auto (training/settings.py), printed by the rank that writes the run."""
+    from charrnn.training.settings import adapt
+
+    d, V = config.data, corpus.vocab.size + bool(config.data.items)  # items: one more symbol, their end
+    train_chars = int(len(corpus.ids) * (1 - d.val_fraction - d.test_fraction))
+    sized = replace(config, model=replace(config.model, vocab_size=V))
+    log = (lambda line: print(line, file=sys.stderr)) if dist.is_main else (lambda line: None)
+    return adapt(sized, train_chars, device, dist, log)
 
 
 def _layout(config: TrainConfig, corpus):

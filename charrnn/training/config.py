@@ -18,6 +18,7 @@ OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd", "adagrad")
 SCHEDULES = ("constant", "cosine", "step", "plateau")
 ENGINES = ("torch", "reference")
 PRECISIONS = ("auto", "fp32", "bf16")
+SETTINGS = ("auto", "fixed")
 
 DEVICE = (r"auto|cpu|mps|cuda(:[0-9]+)?", "auto, cpu, cuda, cuda:N or mps")
 
@@ -34,6 +35,18 @@ class TrainConfig(Checked):
     )
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
+    settings: str = knob(
+        "auto",
+        "auto: with a time budget (--max-time or a preset), choose what you leave out (hidden size, layers, "
+        "embedding, tying, dropout, batch, seq len, lr) for this corpus, the budget and this machine's speed, "
+        "and print why; fixed: the defaults and preset as they are",
+        choices=SETTINGS,
+    )
+    keep: list[str] | None = knob(
+        None,
+        "the knobs --settings auto leaves alone (the CLI: the flags typed; None: those changed from their default)",
+        flag=False,
+    )
     balance: float = knob(
         0.0,
         "classify: repeat the training items of rarer labels, so that a label with n items weighs "

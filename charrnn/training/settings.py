@@ -1,0 +1,167 @@
+"""Settings that fit the corpus: `--settings auto` (the default) picks the knobs the user
+left out from the time budget (--max-time, or a preset's), the corpus and this machine.
+
+    budget S seconds x this machine's measured speed (multiply-adds per second, a 1 s probe)
+        / the cost of one training character of a candidate model (multiply-adds)
+        = C, the characters that model can read in the budget
+
+    hidden size H   the largest of the ladder whose model reads C >= RATIO x its recurrent
+                    weights: a bigger model would stop before it has learned what it can
+    layers L        2, or 3 from H = 512 up (the former medium and large presets)
+    embedding E     64; E = H with the output layer tied to it when V > LARGE_VOCAB (a 256-wide
+                    head of 4,594 characters costs more than its two LSTM layers; tying halves
+                    what the characters cost in weights, and measured best per minute)
+    dropout         from the epochs the budget allows (C / training characters): a model that
+                    sees its text once cannot overfit it, one that sees it 20 times will
+    batch B, T      as many updates as the budget allows: B = C / (STEPS x T), 16 to 128
+    lr              1 / H, times sqrt(B / 16): smaller for wider layers, larger for bigger batches
+
+The constants were fitted on the corpus suite (benchmarks/corpora.py, README "Settings that
+fit the corpus"). The rule is a pure function (choose) so it can be read and tested; adapt()
+measures the machine, applies it to the knobs the user did not set, and says what it chose.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, fields, replace
+
+from charrnn.engines.config import ModelConfig
+from charrnn.training.config import TrainConfig
+
+LADDER = (64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048)  # hidden sizes the rule picks from
+RATIO = 1.0  # characters read per recurrent weight that a model must reach in the budget
+LARGE_VOCAB = 256  # above this many distinct characters the embedding is as wide as H and tied to the head
+STEPS = 2000  # updates the batch size aims for: fewer, larger batches once the budget allows more
+DROPOUT = ((1.5, 0.0), (2.5, 0.1), (10.0, 0.25), (math.inf, 0.35))  # (epochs up to, dropout)
+GATES = {"rnn": 1, "gru": 3, "lstm": 4}
+# The knobs the rule sets, by where they live (model config or training config).
+MODEL_KNOBS = ("layers", "hidden_size", "embedding_size", "tie_weights", "dropout")
+TRAIN_KNOBS = ("batch_size", "seq_len", "lr")
+
+
+def train_cost(m: ModelConfig) -> float:
+    """Multiply-adds to train on one character: each layer's G gate matrices (G x H x (input + H)),
+    the V-way head, and about twice the forward pass again for the backward."""
+    E = m.embedding_size or m.vocab_size  # one-hot input: a V-wide input matrix
+    G, H = GATES[m.cell], m.hidden_size
+    layers = G * H * (E + H) + (m.layers - 1) * G * H * (2 * H)
+    return 3.0 * (layers + H * m.vocab_size)
+
+
+def recurrent_weights(m: ModelConfig) -> int:
+    """The weights of the recurrent layers (embedding and head left out: they grow with V, not with what
+    the model can learn from context)."""
+    G, H, E = GATES[m.cell], m.hidden_size, m.embedding_size or m.vocab_size
+    return G * H * (E + H) + (m.layers - 1) * G * H * 2 * H
+
+
+@dataclass
+class Choice:
+    """What the rule chose, and the one or two lines that say why."""
+
+    config: TrainConfig
+    why: str
+
+
+def choose(config: TrainConfig, train_chars: int, speed: float, given: set[str]) -> Choice:
+    """The rule: `config` with the knobs not in `given` chosen for a budget of config.max_time
+    seconds, a corpus of `train_chars` training characters and config.model.vocab_size distinct
+    ones, on a machine doing `speed` multiply-adds per second (measure_speed)."""
+    m, V, budget = config.model, config.model.vocab_size, config.max_time
+    wide = V > LARGE_VOCAB
+
+    def shaped(H: int) -> ModelConfig:
+        L, E = 2 if H < 512 else 3, H if wide else 64
+        new = {"hidden_size": H, "layers": L, "embedding_size": E, "tie_weights": wide}
+        return replace(m, **{k: v for k, v in new.items() if k not in given})
+
+    def chars(model: ModelConfig) -> float:
+        return budget * speed / train_cost(model)
+
+    if "hidden_size" in given:
+        model = shaped(m.hidden_size)
+    else:
+        fits = [H for H in LADDER if chars(shaped(H)) >= RATIO * recurrent_weights(shaped(H))]
+        model = shaped(fits[-1] if fits else LADDER[0])
+    if model.tie_weights and model.embedding_size != model.hidden_size:  # the user fixed one of them
+        model = replace(model, tie_weights=False)
+    C = chars(model)
+    epochs = C / max(1, train_chars)
+    if "dropout" not in given:
+        model = replace(model, dropout=next(p for limit, p in DROPOUT if epochs <= limit))
+    T = config.seq_len if "seq_len" in given else 64 if C < 5e6 else 128
+    B = config.batch_size if "batch_size" in given else _power_of_two(C / (STEPS * T), 16, 128)
+    lr = config.lr if "lr" in given else round(min(5e-3, math.sqrt(B / 16) / model.hidden_size), 5)
+    chosen = replace(config, model=model, batch_size=B, seq_len=T, lr=lr)
+    shape = f"{model.cell.upper()} {model.layers}x{model.hidden_size}"
+    embed = f"embedding {model.embedding_size}" + (" tied to the output layer" if model.tie_weights else "")
+    why = (
+        f"Settings for {budget:g} s on {train_chars:,} training characters ({V:,} distinct), this machine "
+        f"~{speed / 1e9:.1f} G multiply-adds/s: {shape}, {embed}, dropout {model.dropout:g}, batch {B}x{T}, "
+        f"lr {lr:g}.\n  Why: it can read ~{C / 1e6:.1f} M characters ({epochs:.1f} epochs, "
+        f"{C / recurrent_weights(model):.1f} per recurrent weight)"
+        + (f"; kept from your flags: {', '.join(sorted(given & _RULE))}" if given & _RULE else "")
+        + ". Any flag overrides a choice; --settings fixed turns this off."
+    )
+    return Choice(chosen, why)
+
+
+_RULE = set(MODEL_KNOBS) | set(TRAIN_KNOBS)
+
+
+def _power_of_two(x: float, lo: int, hi: int) -> int:
+    return int(min(hi, max(lo, 2 ** round(math.log2(max(x, 1.0))))))
+
+
+def given_knobs(config: TrainConfig) -> set[str]:
+    """The rule's knobs the user set: those named in config.keep (the CLI lists the flags typed), or,
+    when keep is None (a Python caller's config), those whose value differs from its default."""
+    if config.keep is not None:
+        return set(config.keep) & _RULE
+    defaults = {f.name: f.default for f in fields(TrainConfig)} | {f.name: f.default for f in fields(ModelConfig)}
+    values = {k: getattr(config, k) for k in TRAIN_KNOBS} | {k: getattr(config.model, k) for k in MODEL_KNOBS}
+    return {k for k, v in values.items() if v != defaults[k]}
+
+
+def measure_speed(device, seconds: float = 1.0) -> float:
+    """This machine's training speed in multiply-adds per second, as train_cost counts them: a 2x256
+    LSTM with a 64-character head trained on random ids (B=16, T=64) for about `seconds`."""
+    import torch
+
+    from charrnn.engines.model import CharRNN, loss_fn
+
+    probe = ModelConfig(vocab_size=64, hidden_size=256, layers=2, embedding_size=64)
+    generator = torch.Generator().manual_seed(0)
+    fork = torch.random.fork_rng(devices=[device] if device.type == "cuda" else [])
+    with fork:  # the probe's weights must not move the run's seeded random streams
+        model = CharRNN(probe).to(device)
+        optimizer = torch.optim.Adam(model.parameters())
+        x = torch.randint(0, 64, (16, 65), generator=generator).to(device)
+        steps, start = 0, None
+        while start is None or time.perf_counter() - start < seconds:
+            logits, _ = model(x[:, :-1])
+            optimizer.zero_grad()
+            loss_fn(logits, x[:, 1:]).backward()
+            optimizer.step()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            if start is None:  # the first step pays for allocation and kernel choice: not timed
+                start = time.perf_counter()
+            else:
+                steps += 1
+    return steps * 16 * 64 * train_cost(probe) / (time.perf_counter() - start)
+
+
+def adapt(config: TrainConfig, train_chars: int, device, dist=None, log=print) -> TrainConfig:
+    """config with the rule applied, when it applies: --settings auto, a time budget, next-character
+    prediction on the PyTorch engine. A distributed run's speed is the sum of its ranks' (the same on each)."""
+    if config.settings != "auto" or not config.max_time or config.task != "next-char" or config.engine != "torch":
+        return config
+    speed = measure_speed(device)
+    if dist is not None:
+        speed = dist.reduce([speed])[0]
+    choice = choose(config, train_chars, speed, given_knobs(config))
+    log(choice.why)
+    return choice.config

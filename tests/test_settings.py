@@ -1,0 +1,120 @@
+"""--settings auto (charrnn/training/settings.py): the rule, its cost model against PyTorch's
+own modules, which knobs it leaves alone, and the CLI that prints it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import replace
+
+import pytest
+import torch
+
+from charrnn.engines.model import CharRNN, ModelConfig
+from charrnn.training import settings
+from charrnn.training.config import TrainConfig
+from charrnn.training.settings import choose, given_knobs, measure_speed, recurrent_weights, train_cost
+
+SPEED = 25e9  # multiply-adds/s: what measure_speed reads on the 2-core AMD EPYC the rule was fitted on
+TS = 1_003_854  # Tiny Shakespeare's training characters
+
+
+def pick(budget, train_chars=TS, V=65, speed=SPEED, given=(), **knobs):
+    config = TrainConfig(max_time=budget, model=ModelConfig(vocab_size=V))
+    config = replace(config, **{k: v for k, v in knobs.items() if k in ("batch_size", "seq_len", "lr")})
+    config.model = replace(config.model, **{k: v for k, v in knobs.items() if k in settings.MODEL_KNOBS})
+    return choose(config, train_chars, speed, set(given))
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_recurrent_weights_count_pytorchs_own_layers(cell):
+    m = ModelConfig(vocab_size=50, cell=cell, layers=3, hidden_size=24, embedding_size=10)
+    rnn = CharRNN(m).rnn
+    weights = sum(p.numel() for name, p in rnn.named_parameters() if name.startswith("weight"))
+    assert recurrent_weights(m) == weights
+    # training one character: 3x the forward's multiply-adds, the head's H x V included
+    assert train_cost(m) == 3 * (weights + 24 * 50)
+
+
+def test_on_tiny_shakespeare_it_picks_what_the_presets_were_tuned_to():
+    tiny, small, medium = pick(120).config, pick(600).config, pick(3600).config
+    assert (tiny.model.layers, tiny.model.hidden_size, tiny.model.embedding_size) == (2, 256, 64)
+    assert (tiny.batch_size, tiny.seq_len, tiny.model.dropout) == (16, 64, 0.0)
+    assert tiny.lr == pytest.approx(4e-3, rel=0.05)
+    assert (small.model.layers, small.model.hidden_size, small.model.dropout) == (2, 384, 0.25)
+    assert (medium.model.layers, medium.model.hidden_size) == (3, 512)
+    assert not tiny.model.tie_weights
+
+
+def test_more_budget_or_speed_never_picks_a_smaller_model():
+    sizes = [pick(b).config.model.hidden_size for b in (5, 30, 120, 600, 3600, 36000)]
+    assert sizes == sorted(sizes) and sizes[0] < sizes[-1]
+    assert pick(120, speed=SPEED * 20).config.model.hidden_size > pick(120).config.model.hidden_size
+
+
+def test_a_large_vocabulary_gets_a_tied_embedding_as_wide_as_h_and_a_smaller_model():
+    big = pick(120, V=4594).config.model
+    assert big.tie_weights and big.embedding_size == big.hidden_size
+    assert big.hidden_size < pick(120).config.model.hidden_size  # its head costs time the layers would have had
+
+
+def test_dropout_follows_the_epochs_the_budget_allows():
+    assert pick(120, train_chars=100_000).config.model.dropout > pick(120, train_chars=TS).config.model.dropout
+    assert pick(120, train_chars=100_000_000).config.model.dropout == 0
+
+
+def test_knobs_given_are_kept_and_the_rest_follow_them():
+    c = pick(120, given={"hidden_size", "dropout"}, hidden_size=40, dropout=0.5).config
+    assert (c.model.hidden_size, c.model.dropout) == (40, 0.5)
+    assert c.lr == 5e-3  # 1/40 is capped
+    c = pick(120, V=4594, given={"embedding_size"}, embedding_size=32).config
+    assert c.model.embedding_size == 32 and not c.model.tie_weights  # tying needs E = H: not forced on the user
+    c = pick(120, given={"batch_size", "lr"}, batch_size=7, lr=0.1).config
+    assert (c.batch_size, c.lr) == (7, 0.1)
+
+
+def test_given_knobs_are_the_typed_flags_or_else_those_changed_from_their_default():
+    config = TrainConfig(model=ModelConfig(hidden_size=512, layers=2), lr=2e-3)
+    assert given_knobs(config) == {"hidden_size"}  # layers and lr are at their defaults
+    config.keep = ["layers", "data", "out"]
+    assert given_knobs(config) == {"layers"}
+
+
+def test_why_says_what_was_chosen_and_what_was_kept():
+    why = pick(120, given={"lr"}, lr=0.01).why
+    assert "LSTM 2x256" in why and "kept from your flags: lr" in why and "--settings fixed" in why
+
+
+def test_the_speed_probe_leaves_the_random_streams_alone():
+    torch.manual_seed(3)
+    expected = torch.rand(4)
+    torch.manual_seed(3)
+    assert measure_speed(torch.device("cpu"), seconds=0.05) > 0
+    assert torch.equal(torch.rand(4), expected)
+
+
+def run_cli(tmp_path, *flags):
+    tmp_path.mkdir(exist_ok=True)
+    data = tmp_path / "text.txt"
+    data.write_text("the quick brown fox jumps over the lazy dog. " * 300)
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "charrnn", "train", "--data", str(data), "--out", str(out), "--quiet", *flags]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    return result.stderr, json.loads((out / "last" / "checkpoint.json").read_text())["train"]
+
+
+def test_cli_chooses_prints_and_saves_the_settings_and_keeps_typed_flags(tmp_path):
+    err, saved = run_cli(tmp_path, "--max-time", "2", "--max-epochs", "0", "--max-steps", "3", "--hidden-size", "24")
+    assert "Settings for 2 s" in err and "kept from your flags: hidden_size" in err
+    assert saved["model"]["hidden_size"] == 24 and saved["keep"] and "hidden_size" in saved["keep"]
+    assert saved["batch_size"] == 16 and saved["seq_len"] == 64  # chosen, not the defaults 64 and 128
+
+
+def test_cli_without_a_budget_or_with_settings_fixed_uses_the_defaults(tmp_path):
+    err, saved = run_cli(tmp_path, "--max-steps", "2", "--batch-size", "4", "--seq-len", "16")
+    assert "Settings for" not in err and saved["model"]["hidden_size"] == 256
+    fixed = ("--max-time", "2", "--max-steps", "2", "--settings", "fixed", "--seq-len", "16")
+    err, saved = run_cli(tmp_path / "b", *fixed)
+    assert "Settings for" not in err and saved["model"]["hidden_size"] == 256 and saved["batch_size"] == 64
