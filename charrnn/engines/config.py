@@ -39,7 +39,7 @@ class ModelConfig(Checked):
         [],
         "adaptive softmax (PyTorch's nn.AdaptiveLogSoftmaxWithLoss) over the characters ranked by training-split "
         "frequency: the commonest cutoffs[0] get the full-width head, rarer clusters narrower projections "
-        "(cheap for thousands of characters); --cutoffs alone or none = a full V-way softmax",
+        "(cheap for thousands of characters); each below V; empty (the flag alone) = a full V-way softmax",
         ge=1,
         increasing=True,
     )
