@@ -283,3 +283,16 @@ def test_a_train_step_runs_the_adaptive_loss():
     total, _ = engine.loss_sum(x, y, None)
     mean, _ = engine.train_step(x, y, None, 0.0)
     assert total == pytest.approx(mean.item() * x.size, rel=1e-6)
+
+
+def test_two_ddp_ranks_equal_one_process(tmp_path):
+    """Under DDP a cluster no target of a rank's batch falls in must still get its (zero)
+    gradient, or the all-reduce waits for it; 2 gloo ranks then equal one process."""
+    from charrnn.data.corpus import bundled_corpus
+    from test_distributed import K, assert_same_run, make_config, run_one, run_ranks
+
+    (tmp_path / "corpus.txt").write_text(bundled_corpus().read_text()[:20_000])
+    adaptive = ModelConfig(cell="lstm", layers=2, hidden_size=16, embedding_size=8, cutoffs=[8, 20])
+    run_one(make_config(tmp_path, "one", model=adaptive, max_steps=2 * K))
+    run_ranks(tmp_path, [(make_config(tmp_path, "two", model=adaptive, max_steps=2 * K), False)])
+    assert_same_run(str(tmp_path / "two"), str(tmp_path / "one"))
