@@ -9,17 +9,13 @@ state carried) at the end of its budget:
   tiny                     as is: embedding 64, a 256 -> V linear head
   tied-256                 --embedding-size 256 --tie-weights
   embed-256                --embedding-size 256 (untied: the larger embedding alone)
-  adaptive                 the head replaced by nn.AdaptiveLogSoftmaxWithLoss (cutoffs
-                           --cutoffs over the characters ranked by frequency in the
-                           training split): a 256 -> cutoffs[0] + clusters head, and
-                           smaller projections for the rare characters
+  adaptive                 --cutoffs (default 500 1500): the head is nn.AdaptiveLogSoftmaxWithLoss
+                           over the characters ranked by frequency in the training split, a
+                           256 -> cutoffs[0] + clusters head and smaller projections for the
+                           rare characters (charrnn's own AdaptiveHead)
   adaptive-embed-256       both
 
-The adaptive variant is a prototype here, outside charrnn: AdaptiveCharRNN subclasses
-CharRNN with its head replaced, and AdaptiveEngine (a TorchEngine) maps the targets to
-their frequency rank and takes the loss from the adaptive softmax; the Trainer runs it
-unchanged, as a replaced part. Its loss is an exact, normalised log-likelihood, so it
-compares with the others as is.
+The adaptive loss is an exact, normalised log-likelihood, so it compares with the others as is.
 
     python benchmarks/large_vocab.py --budget 60 --threads 1
     python benchmarks/large_vocab.py --variants tiny adaptive --data my_chinese.txt
@@ -28,7 +24,6 @@ compares with the others as is.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import math
 import statistics
@@ -36,17 +31,12 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
-import torch.nn as nn
 
 from charrnn import knobs
 from charrnn.data.corpus import DataConfig
-from charrnn.engines.model import CharRNN, ModelConfig, State, detach_state
-from charrnn.engines.torch_engine import TorchEngine
-from charrnn.training.build import build_trainer, make_optimizer
+from charrnn.training.build import build_trainer
 from charrnn.training.config import TrainConfig
-from charrnn.training.trainer import Trainer
 
 LN2 = math.log(2)
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "xiyouji_zh_pg23962.txt"
@@ -59,84 +49,13 @@ VARIANTS = {  # name: (model flags over --preset tiny, adaptive softmax?)
 }
 
 
-class AdaptiveCharRNN(CharRNN):
-    """CharRNN whose forward returns the top layer's (B, T, H) outputs; `asm` turns them into
-    log-probabilities of the V characters in frequency-rank order (rank 0 = most frequent)."""
-
-    def __init__(self, config: ModelConfig, cutoffs: list[int], div_value: float = 4.0):
-        super().__init__(config)
-        self.head = nn.Identity()  # forward() applies self.head to the (dropped-out) outputs: keep them
-        self.asm = nn.AdaptiveLogSoftmaxWithLoss(config.hidden_size, config.vocab_size, cutoffs, div_value)
-
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        return self.embedding(x)  # (B, T, E); the one-hot path read self.head.weight's dtype
-
-
-class AdaptiveEngine(TorchEngine):
-    """The PyTorch engine with the loss of the adaptive softmax; targets mapped to their rank."""
-
-    def __init__(self, model: AdaptiveCharRNN, rank: np.ndarray, grad_clip: float):
-        super().__init__(model, "cpu", None, grad_clip)
-        self.rank = torch.from_numpy(rank.astype(np.int64))  # (V,): character id -> frequency rank
-
-    def _nll(self, x: np.ndarray, y: np.ndarray, state: State | None):
-        """(N,) log-probabilities of the targets, and the next state."""
-        out, state = self.model(self._tensor(x), state)  # (b, T, H)
-        target = self.rank[self._tensor(y)].reshape(-1)
-        return self.model.asm(out.reshape(-1, out.size(-1)), target).output, state
-
-    def train_step(self, x, y, state, lr):
-        self.model.train()
-        logp, state = self._nll(x, y, state)
-        loss = -logp.mean()
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip, foreach=True)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
-        self.optimizer.step()
-        return loss.detach(), detach_state(state)
-
-    @torch.no_grad()
-    def loss_sum(self, x, y, state):
-        was_training = self.model.training
-        self.model.eval()
-        if state is not None:
-            state = tuple(s.contiguous() for s in state)
-        logp, state = self._nll(x, y, state)
-        self.model.train(was_training)
-        return float(-logp.sum()), state
-
-
-def frequency_rank(ids: np.ndarray, V: int) -> np.ndarray:
-    """rank[c] = position of character c when sorted by count in `ids`, most frequent first."""
-    order = np.argsort(-np.bincount(np.asarray(ids), minlength=V), kind="stable")
-    rank = np.empty(V, np.int64)
-    rank[order] = np.arange(V)
-    return rank
-
-
-def adaptive_trainer(trainer: Trainer, cutoffs: list[int]) -> Trainer:
-    """A Trainer over the same parts, with the engine replaced by the adaptive prototype."""
-    c = trainer.config
-    V = c.model.vocab_size
-    torch.manual_seed(c.seed)
-    model = AdaptiveCharRNN(c.model, [k for k in cutoffs if k < V])
-    engine = AdaptiveEngine(model, frequency_rank(trainer.parts.batches.ids, V), c.grad_clip)
-    engine.optimizer = make_optimizer(c, model.parameters())
-    parts = dataclasses.replace(trainer.parts, engine=engine, model_json={**c.model.to_json(), "adaptive": cutoffs})
-    return Trainer(c, parts)
-
-
 def run_variant(name: str, args, out: str) -> dict:
     flags, adaptive = VARIANTS[name]
     config = TrainConfig(out=out, quiet=True, threads=args.threads, data=DataConfig(data=str(args.data)))
     knobs.apply(config, knobs.load_preset("tiny"))
-    knobs.apply(config, flags)
+    knobs.apply(config, {**flags, "cutoffs": args.cutoffs if adaptive else []})
     config.max_time, config.max_epochs, config.max_steps, config.eval_chars = args.budget, 0, 0, 0
     trainer, _ = build_trainer(config)
-    if adaptive:
-        trainer = adaptive_trainer(trainer, args.cutoffs)
     params = sum(p.numel() for p in trainer.engine.model.parameters())
     start = time.perf_counter()
     result = trainer.run()

@@ -6,7 +6,7 @@ must satisfy:
     batch_size: int = knob(64, "B: number of parallel text streams per batch", ge=1)
     grad_clip: float = knob(5.0, "clip gradients to this global L2 norm", gt=0, off=(0, "off"))
 
-The type is the field's annotation (int, float, str, bool or list[str]; "| None" allows None).
+The type is the field's annotation (int, float, str, bool, list[str] or list[int]; "| None" allows None).
 `add_flags` turns the field into the flag --batch-size with that help, default, type and choices,
 and `check(config)` enforces the declaration wherever a config comes from (flags, a preset, Python,
 a web request), with one line that names the flag: "--grad-clip must be > 0 (or 0 = off), got -5".
@@ -46,6 +46,7 @@ class Knob:
     finite: bool = True  # a float must not be nan or +-inf
     pattern: tuple[str, str] | None = None  # a str must match the regex whole: (regex, how to say it)
     nonempty: bool = False  # "" (or an empty list) is refused
+    increasing: bool = False  # a list[int] must be strictly increasing (its bounds hold for each element)
     flag: bool = True  # False: set by code, not from the command line (vocab_size)
     positional: bool = False  # an argument (RUN), not a --flag
     metavar: str | None = None  # the placeholder in the usage; default: the field's name in capitals
@@ -76,7 +77,9 @@ class Knob:
 
     def help_text(self, kind: str, default: Any) -> str:
         """The help with the range, the special value and the default: "... (> 0, or 0 = off; default: 5.0)"."""
-        limits = self.range_text(kind)
+        limits = self.range_text("int" if kind == "list[int]" else kind)
+        limits = f"each {limits}" if kind == "list[int]" and limits else limits
+        limits += ", strictly increasing" if self.increasing else ""
         if self.off is not None:
             limits += f", or {_show(self.off[0])} = {self.off[1]}"
         shown = default not in (None, "", REQUIRED) and kind != "bool"
@@ -102,6 +105,10 @@ class Knob:
         if kind in ("int", "float") and self._outside(value):
             off = f" (or {_show(self.off[0])} = {self.off[1]})" if self.off is not None else ""
             return f"must be {self.range_text(kind)}{off}, got {_show(value)}"
+        if kind == "list[int]" and any(self._outside(v) for v in value):
+            return f"must each be {self.range_text('int')}, got {_show(value)}"
+        if kind == "list[int]" and self.increasing and any(a >= b for a, b in zip(value, value[1:])):
+            return f"must be strictly increasing, got {_show(value)}"
         return None
 
     def _outside(self, value) -> bool:
@@ -119,8 +126,9 @@ _KIND_WORDS = {
     "str": "a string",
     "bool": "true or false",
     "list[str]": "a list of strings",
+    "list[int]": "a list of integers",
 }
-_FLAG_TYPES = {"int": int, "float": float, "str": str, "list[str]": str}
+_FLAG_TYPES = {"int": int, "float": float, "str": str, "list[str]": str, "list[int]": int}
 
 
 def _has_kind(value: Any, kind: str) -> bool:
@@ -134,7 +142,8 @@ def _has_kind(value: Any, kind: str) -> bool:
         return isinstance(value, numbers.Real)
     if kind == "str":
         return isinstance(value, str)
-    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+    item = str if kind == "list[str]" else numbers.Integral
+    return isinstance(value, list) and all(isinstance(v, item) and not isinstance(v, bool) for v in value)
 
 
 def _finite(value) -> bool:
@@ -268,6 +277,7 @@ def add_flags(parser: argparse.ArgumentParser, cls, skip: tuple[str, ...] = ()) 
             choices = declaration.allowed()
             action = parser.add_argument(
                 name,
+                nargs="*" if k == "list[int]" else None,  # the flag alone: the empty list
                 type=_FLAG_TYPES[k],
                 choices=choices,
                 default=argparse.SUPPRESS,

@@ -44,9 +44,9 @@ def test_eval_run_counts_characters_outside_the_vocabulary(tmp_path):
 class ContiguousOnly(CharRNN):
     """A CharRNN that refuses a non-contiguous state, as cuDNN does ("rnn: hx is not contiguous")."""
 
-    def forward(self, x, state=None):
+    def forward(self, x, state=None, *args, **kwargs):  # (lengths, targets, reduction) as CharRNN's
         assert state is None or all(s.is_contiguous() for s in state), "a non-contiguous state reached the RNN"
-        return super().forward(x, state)
+        return super().forward(x, state, *args, **kwargs)
 
 
 def test_the_scorer_hands_the_rnn_contiguous_states():

@@ -72,6 +72,8 @@ def bad_values(action) -> list[str]:
         bad += [show(v) for v in numbers_outside(declaration, kind)]
         if kind == "float" and declaration.finite:
             bad += ["nan", "inf", "-inf", "1e999"]
+    if kind == "list[int]":  # one value after the flag: its type and each element's range
+        bad += ["two", "1.5"] + [show(v) for v in numbers_outside(declaration, "int")]
     if declaration.allowed() is not None:
         bad.append("nope")
     if declaration.pattern is not None:

@@ -35,12 +35,32 @@ class ModelConfig(Checked):
         False, "read each item both ways (--task classify, tag and truecase: they may look ahead, generation may not)"
     )
     head_size: int = knob(0, "outputs of the head, set from the task's labels", flag=False, ge=1, off=(0, "V"))
+    cutoffs: list[int] = knob(
+        [],
+        "adaptive softmax (PyTorch's nn.AdaptiveLogSoftmaxWithLoss) over the characters ranked by training-split "
+        "frequency: the commonest cutoffs[0] get the full-width head, rarer clusters narrower projections "
+        "(cheap for thousands of characters); each below V; empty (the flag alone) = a full V-way softmax",
+        ge=1,
+        increasing=True,
+    )
 
     def rules(self) -> None:
         if self.tie_weights and self.embedding_size != self.hidden_size:
             raise CharRNNError("--tie-weights needs --embedding-size equal to --hidden-size")
         if self.tie_weights and self.head_size:
             raise CharRNNError("--tie-weights shares the embedding with a head of characters: drop it for this task")
+        if self.cutoffs and self.tie_weights:
+            raise CharRNNError("--cutoffs replaces the output layer that --tie-weights would share: drop one of them")
+        if self.cutoffs and self.head_size:
+            raise CharRNNError("--cutoffs is a head over characters; this task predicts labels or tags: drop it")
+
+    def check_cutoffs(self) -> None:
+        """Where V is known (the model is built): every cutoff must leave a cluster below V."""
+        if self.cutoffs and self.cutoffs[-1] >= self.vocab_size:
+            raise CharRNNError(
+                f"--cutoffs {' '.join(map(str, self.cutoffs))}: each must be below the vocabulary's "
+                f"{self.vocab_size} characters; drop the larger ones, or --cutoffs alone for a full softmax"
+            )
 
     @property
     def outputs(self) -> int:

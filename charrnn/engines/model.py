@@ -2,18 +2,22 @@
 where the shapes B, T, V, E, H, L are defined).
 
 CharRNN = input (1-of-k one-hot, or a learned embedding) -> L stacked layers of
-PyTorch's nn.RNN (tanh) / nn.LSTM / nn.GRU -> a linear head to V logits. The
-recurrent layers are PyTorch's own, so they run on cuDNN on GPUs and oneDNN on CPUs.
+PyTorch's nn.RNN (tanh) / nn.LSTM / nn.GRU -> a linear head to V logits, or, with
+--cutoffs, an adaptive softmax (AdaptiveHead). The recurrent layers are PyTorch's
+own, so they run on cuDNN on GPUs and oneDNN on CPUs.
 
-The contract every caller relies on, whatever the cell:
+The contract every caller relies on, whatever the cell and the head:
     forward(x, state=None) -> (logits, state)   x: (B, T) ids, logits: (B, T, V)
     step(x, state)         -> (logits, state)   x: (B,) ids,   logits: (B, V)
+    forward(x, state, targets=y, reduction="mean" | "sum") -> (loss, state)   the training loss
     state is a tuple of (L, B, H) tensors: (h,) for rnn and gru, (h, c) for lstm.
-and the loss lives in one place, `loss_fn`.
+The loss is computed in one place, `CharRNN.loss`: cross-entropy (`loss_fn`) of the
+linear head's logits, or the adaptive softmax's own loss, which never forms all V.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -43,7 +47,11 @@ class CharRNN(nn.Module):
             bidirectional=config.bidirectional,
         )
         self.drop = nn.Dropout(config.dropout)
-        self.head = nn.Linear(H * config.directions, config.outputs)  # V characters, C labels or K tags
+        if config.cutoffs:
+            config.check_cutoffs()
+            self.head = AdaptiveHead(H, V, config.cutoffs)
+        else:
+            self.head = nn.Linear(H * config.directions, config.outputs)  # V characters, C labels or K tags
         if config.tie_weights:
             self.head.weight = self.embedding.weight  # (V, H) == (V, E)
 
@@ -57,15 +65,22 @@ class CharRNN(nn.Module):
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """(B, T) ids -> (B, T, E) inputs."""
         if self.embedding is None:
-            return F.one_hot(x, self.config.vocab_size).to(self.head.weight.dtype)
+            return F.one_hot(x, self.config.vocab_size).to(self.rnn.weight_ih_l0.dtype)
         return self.embedding(x)
 
     def forward(
-        self, x: torch.Tensor, state: State | None = None, lengths: torch.Tensor | None = None
+        self,
+        x: torch.Tensor,
+        state: State | None = None,
+        lengths: torch.Tensor | None = None,
+        targets: torch.Tensor | None = None,
+        reduction: str = "mean",
     ) -> tuple[torch.Tensor, State]:
         """x: (B, T) ids; state: None (zeros) or a tuple of (L, B, H). Returns (B, T, V) logits
-        (V: the head's outputs). lengths (B,): each row's real length, for a bidirectional
-        model, whose backward direction must start at each item's end, not in its padding."""
+        (V: the head's outputs), or with targets (B, T) the loss (see `loss`), so that a DDP
+        wrapper sees the whole training step in one call. lengths (B,): each row's real length,
+        for a bidirectional model, whose backward direction must start at each item's end,
+        not in its padding."""
         if state is None:
             rnn_state = None
         elif self.config.cell == "lstm":
@@ -79,14 +94,80 @@ class CharRNN(nn.Module):
             out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
         else:
             out, rnn_state = self.rnn(inputs, rnn_state)  # out: (B, T, H), or (B, T, 2H) bidirectional
-        logits = self.head(self.drop(out))  # (B, T, V)
         new_state = tuple(rnn_state) if self.config.cell == "lstm" else (rnn_state,)
-        return logits, new_state
+        if targets is not None:
+            return self.loss(self.drop(out), targets, reduction), new_state
+        return self.head(self.drop(out)), new_state  # (B, T, V)
+
+    def loss(self, out: torch.Tensor, targets: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+        """Cross-entropy in nats of targets (B, T) (IGNORE skipped) given the top layer's outputs
+        (B, T, H); float32 (float64 for a float64 model), also under bf16 autocast."""
+        if isinstance(self.head, AdaptiveHead):
+            return self.head.loss(out, targets, reduction)
+        logits = self.head(out)
+        return loss_fn(logits if logits.dtype == torch.float64 else logits.float(), targets, reduction)
+
+    def set_rank(self, rank: np.ndarray) -> None:
+        """The adaptive head's (V,) id -> frequency rank (see frequency_rank); a no-op without one."""
+        if isinstance(self.head, AdaptiveHead):
+            self.head.rank.copy_(torch.as_tensor(np.asarray(rank, np.int64)))
 
     def step(self, x: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
         """One time step: x (B,) ids -> (B, V) logits and the next state."""
         logits, state = self.forward(x[:, None], state)
         return logits[:, 0], state
+
+
+class AdaptiveHead(nn.Module):
+    """The output layer of --cutoffs: PyTorch's nn.AdaptiveLogSoftmaxWithLoss over the V
+    characters in frequency-rank order (Grave et al. 2017, "Efficient softmax approximation
+    for GPUs"). Its head is an H -> cutoffs[0] + n_clusters linear layer (the commonest
+    characters plus one entry per cluster); cluster i has an H -> H / 4^(i+1) -> its size
+    projection, so the rare characters, most of a large V, cost a narrow product, and the
+    training loss reads only the clusters its targets fall in.
+
+    rank (V,) int64: character id -> its rank (0 = most frequent in the training split), a
+    buffer saved with the weights, so a checkpoint is self-contained.
+
+    The asm runs with autocast off: under CPU bf16 autocast its forward mixes dtypes
+    (index_copy_ of a bf16 log_softmax into a float32 buffer fails), and the head is cheap."""
+
+    def __init__(self, H: int, V: int, cutoffs: list[int], div_value: float = 4.0):
+        super().__init__()
+        self.asm = nn.AdaptiveLogSoftmaxWithLoss(H, V, list(cutoffs), div_value=div_value)
+        self.register_buffer("rank", torch.arange(V))  # identity until set_rank
+
+    def _inputs(self, out: torch.Tensor) -> torch.Tensor:
+        """(B, T, H) -> (B*T, H) in the weights' dtype (autocast may have made it bf16)."""
+        return out.reshape(-1, out.size(-1)).to(self.asm.head.weight.dtype)
+
+    def forward(self, out: torch.Tensor) -> torch.Tensor:
+        """(B, T, H) -> (B, T, V) log-probabilities in id order: valid logits (softmax(log p) = p)."""
+        with torch.autocast(out.device.type, enabled=False):
+            logp = self.asm.log_prob(self._inputs(out))  # (B*T, V) in rank order
+        return logp.index_select(1, self.rank).reshape(*out.shape[:-1], -1)
+
+    def loss(self, out: torch.Tensor, targets: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+        """Summed or mean nats of the targets (B, T) that are not IGNORE, as F.cross_entropy."""
+        t = targets.reshape(-1)
+        keep = t != IGNORE  # the asm has no ignore_index
+        with torch.autocast(out.device.type, enabled=False):
+            logp = self.asm(self._inputs(out)[keep], self.rank[t[keep]]).output  # (kept,) log p(target)
+        nll = -(logp.sum() if reduction == "sum" else logp.mean())
+        if torch.is_grad_enabled():
+            # A cluster no target of this batch falls in is never run, so its weights would get
+            # no gradient: DDP (which waits for every one) would hang or fail. A zero-weighted
+            # term gives them a zero gradient, the same on one rank or many.
+            nll = nll + 0.0 * sum(p.sum() for p in self.asm.tail.parameters())
+        return nll
+
+
+def frequency_rank(counts: np.ndarray) -> np.ndarray:
+    """(V,) rank[c] = position of character c when sorted by count, most frequent first (ties: lower id)."""
+    order = np.argsort(-np.asarray(counts), kind="stable")
+    rank = np.empty(len(order), np.int64)
+    rank[order] = np.arange(len(order))
+    return rank
 
 
 def loss_fn(logits: torch.Tensor, targets: torch.Tensor, reduction: str = "mean") -> torch.Tensor:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from charrnn.engines.model import CharRNN, State, detach_state, loss_fn, row_lengths
+from charrnn.engines.model import CharRNN, State, detach_state, row_lengths
 from charrnn.engines.precision import autocast
 
 
@@ -49,8 +49,7 @@ class TorchEngine:
         x, y = self._tensor(x), self._tensor(y)
         self.model.train()
         with autocast(self.device, self.precision):
-            logits, state = self.net(x, state, *self._lengths(y))
-            loss = loss_fn(logits, y)  # float32: autocast keeps cross_entropy there
+            loss, state = self.net(x, state, *self._lengths(y), targets=y)  # float32 (CharRNN.loss)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.grad_clip:
@@ -72,8 +71,7 @@ class TorchEngine:
         if state is not None:  # callers may pass a slice of rows (the scorer's tail): cuDNN wants it contiguous
             state = tuple(s.contiguous() for s in state)
         y = self._tensor(y)
-        logits, state = self.model(self._tensor(x), state, *self._lengths(y))
-        total = loss_fn(logits if logits.dtype == torch.float64 else logits.float(), y, "sum")
+        total, state = self.model(self._tensor(x), state, *self._lengths(y), targets=y, reduction="sum")
         self.model.train(was_training)
         return float(total), state
 

@@ -55,6 +55,8 @@ def to_state_dict(model: CharRNN) -> dict[str, np.ndarray]:
 def from_state_dict(config: ModelConfig, weights: dict, dtype=np.float64) -> CharRNN:
     """A reference model holding `weights` (CharRNN state_dict names; NumPy arrays or
     anything np.asarray takes)."""
+    if config.cutoffs:
+        raise CharRNNError("the reference engine has the article's full softmax, not this model's --cutoffs head")
     model = CharRNN(config, dtype=dtype)
     w = {k: np.asarray(v, dtype=dtype) for k, v in weights.items()}
     expected = set(to_state_dict(model))

@@ -24,6 +24,8 @@ PyTorch's (G*H, in) layout, and a layer is W @ x. The work of one step:
                                                  with [W_ih_l | W_hh_l] (G*H, 2H) gives
                                                  all its gates (rnn, lstm)
     logits (B, V) = h_{L-1}^T @ W_head^T + b_head, returned as float64
+                                                 (--cutoffs: AdaptiveHead's log-probabilities,
+                                                 see _AdaptiveHead)
 
 Two exact rewrites keep the ufunc count low:
   - sigmoid(a) = 0.5 + 0.5 * tanh(a / 2), with the 1/2 folded into the weights and
@@ -105,8 +107,9 @@ class NumpyStepper:
         else:  # one product for [W_ih | W_hh] @ [x; h]: (G*H, 2H) replaces both, for j >= 1
             self.w_xh = [None] + [np.concatenate([self.w_ih[j], self.w_hh[j]], axis=1) for j in range(1, L)]
             self.w_ih, self.w_hh = None, self.w_hh[:1]
-        self.w_head_t = _f32(w["head.weight"].T)  # (H, V)
-        self.b_head = _f32(w["head.bias"])  # (V,)
+        self.adaptive = _AdaptiveHead(w, c.cutoffs, self.V) if c.cutoffs else None
+        self.w_head_t = None if c.cutoffs else _f32(w["head.weight"].T)  # (H, V)
+        self.b_head = np.zeros(self.V, np.float32) if c.cutoffs else _f32(w["head.bias"])  # (V,)
         self._update = {"rnn": self._rnn, "lstm": self._lstm, "gru": self._gru}[c.cell]  # (j) -> None
         self.B = 0
 
@@ -170,6 +173,9 @@ class NumpyStepper:
         src.take(ids, axis, out, "clip")
         for j in range(self.L):
             self._update(j)
+        if self.adaptive is not None:
+            self.adaptive(self.h_last_t, self.logits)
+            return self.logits
         np.dot(self.h_last_t, self.w_head_t, out=self.logits32)
         np.add(self.logits32, self.b_head_B, out=self.logits32)
         np.copyto(self.logits, self.logits32)  # float32 -> float64; a casting ufunc would buffer
@@ -237,3 +243,35 @@ class NumpyStepper:
         np.subtract(h, n, out=nh)  # h' = (1 - z) * n + z * h = n + z * (h - n)
         np.multiply(nh, z, out=nh)
         np.add(n, nh, out=h)
+
+
+class _AdaptiveHead:
+    """nn.AdaptiveLogSoftmaxWithLoss.log_prob (engines/model.py AdaptiveHead) in NumPy: the
+    head's log-softmax over the commonest cutoffs[0] characters and one entry per cluster, and
+    each cluster's log-softmax plus its entry; then permuted from rank to id order. The products
+    are float32 like PyTorch's; the log-softmaxes float64 (agreement to float32 rounding)."""
+
+    def __init__(self, w: dict[str, np.ndarray], cutoffs: list[int], V: int):
+        self.head_t = _f32(w["head.asm.head.weight"].T)  # (H, cutoffs[0] + clusters)
+        self.tails = [
+            (_f32(w[f"head.asm.tail.{i}.0.weight"].T), _f32(w[f"head.asm.tail.{i}.1.weight"].T))  # (H, h_i), (h_i, n_i)
+            for i in range(len(cutoffs))
+        ]
+        self.bounds = list(zip(cutoffs, [*cutoffs[1:], V]))  # each cluster's [lo, hi) in rank order
+        self.rank = w["head.rank"].astype(np.int64)  # (V,) id -> rank (stored as float32 here: exact below 2**24)
+
+    def __call__(self, h: np.ndarray, out: np.ndarray) -> None:
+        """h (B, H) float32 -> out (B, V) float64 log-probabilities in id order."""
+        head = _log_softmax(h @ self.head_t)  # (B, cutoffs[0] + clusters)
+        first = self.bounds[0][0]
+        logp = np.empty((h.shape[0], self.bounds[-1][1]))  # (B, V) in rank order
+        logp[:, :first] = head[:, :first]
+        for i, ((proj, out_w), (lo, hi)) in enumerate(zip(self.tails, self.bounds)):
+            logp[:, lo:hi] = _log_softmax((h @ proj) @ out_w) + head[:, first + i, None]
+        np.take(logp, self.rank, axis=1, out=out)
+
+
+def _log_softmax(z: np.ndarray) -> np.ndarray:
+    z = z.astype(np.float64)
+    z -= z.max(axis=1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=1, keepdims=True))

@@ -15,6 +15,8 @@ import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
+
 from charrnn import checkpoint as ckpt
 from charrnn.data.corpus import load_corpus
 from charrnn.data.items import ItemBatches, LabelRows, NextCharRows, TagRows, cut_items, newline_id
@@ -32,6 +34,8 @@ from charrnn.training.trainer import Parts, RunState, Solo, Trainer
 def check(config: TrainConfig, resume: bool = False) -> None:
     """Refuse, at once, a config that cannot train: its flags, and what its engine lacks."""
     config.check()
+    if config.model.cutoffs and not get_task(config.task).generates:
+        raise CharRNNError(f"--cutoffs is a head over characters; --task {config.task} predicts labels: drop it")
     if config.engine == "reference":
         check_reference(config, resume)
 
@@ -66,6 +70,10 @@ def build_trainer(config: TrainConfig, resume: bool = False, folder=None) -> tup
 
         config = replace(config, precision=pick_precision(config.precision, torch_parts[0]))  # saved as fp32/bf16
         engine, group = _torch_engine(config, *torch_parts), torch_parts[1]
+        if config.model.cutoffs:  # the adaptive head's clusters follow the training split (resume: as saved)
+            from charrnn.engines.model import frequency_rank
+
+            engine.model.set_rank(frequency_rank(target_counts(batches, vocab.size)))
     else:
         engine, group = _reference_engine(config), Solo()
     parts = Parts(engine, batches, val, vocab, config.model.to_json(), group, task, labels)
@@ -115,6 +123,20 @@ def _layout(config: TrainConfig, corpus):
     train_items, val_items, _ = items.split(d.val_fraction, d.test_fraction)
     B, T, end = config.batch_size, config.seq_len, vocab.end_id
     return vocab, ItemBatches(train_items, B, T, end, config.seed), ItemBatches(val_items, B, T, end, scoring=True)
+
+
+def target_counts(batches, V: int) -> np.ndarray:
+    """(V,) how often each id is a target of the training split: its text, and for items the
+    end symbol once per item (label symbols of --task generate are never targets)."""
+    if isinstance(batches, Streams):
+        return np.bincount(np.asarray(batches.ids), minlength=V)
+    items = batches.items
+    cover = np.zeros(len(items.ids) + 1, np.int64)  # +1 at each start, -1 at each end: cumsum = inside an item
+    np.add.at(cover, items.starts, 1)
+    np.add.at(cover, items.ends, -1)
+    counts = np.bincount(np.asarray(items.ids), weights=np.cumsum(cover)[:-1], minlength=V)
+    counts[batches.end_id] += len(items)
+    return counts
 
 
 def labelled_split(config: TrainConfig, saved: dict | None = None):
@@ -249,6 +271,8 @@ def check_reference(config: TrainConfig, resume: bool) -> None:
         raise CharRNNError("--engine reference runs in one process: drop --nproc")
     if config.precision == "bf16":
         raise CharRNNError("--engine reference computes in float64 with NumPy: drop --precision bf16")
+    if config.model.cutoffs:
+        raise CharRNNError("--engine reference has the article's full softmax: drop --cutoffs, or use --engine torch")
     if config.model.dropout or config.model.tie_weights or config.model.bidirectional:
         raise CharRNNError(
             "the reference engine has no dropout, tied weights or --bidirectional: use --dropout 0, drop the others"

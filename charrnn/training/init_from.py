@@ -9,6 +9,12 @@ end-of-item symbol (items mode) moves to the end. The weights grow with it:
     head.weight (V, H)            new rows zero, and head.bias new entries the smallest
     head.bias (V,)                old bias: a new character starts as about as likely as the rarest one
 
+An adaptive head (--cutoffs, engines/model.py AdaptiveHead) keeps its clusters: new
+characters take the next ranks, so they join the last, rarest cluster, and its output
+projection head.asm.tail.{last}.1.weight (n, h) gets zero rows for them (a logit of 0
+within that cluster, whatever the model read); head.rank (V,) grows with those ranks.
+The ranks stay the source's (the clusters' weights were learnt for them), not the new text's.
+
 A new character's logit is then that constant whatever the model read, so at step 0
 the model predicts the old characters as before relative to one another, exactly
 (the softmax over the old characters alone is unchanged), and gives each new one a
@@ -75,11 +81,29 @@ def grow_weights(
         grown[:, moved[kept]] = w[:, kept]
         grown[:, fresh] = rng.uniform(-bound, bound, (w.shape[0], len(fresh)))
         out["rnn.weight_ih_l0"] = grown
+    if "head.rank" in weights:  # adaptive softmax
+        _grow_adaptive(weights, out, moved, kept, fresh)
+        return out
     rows("head.weight", lambda n, h: np.zeros((n, h)))
     rows("head.bias", lambda n: np.full(n, weights["head.bias"][kept].min()))
     if tied:
         out["head.weight"] = out["embedding.weight"]
     return out
+
+
+def _grow_adaptive(weights: dict, out: dict, moved: np.ndarray, kept: np.ndarray, fresh: np.ndarray) -> None:
+    """head.rank and the last cluster's output rows of an adaptive head, grown (module doc)."""
+    rank = weights["head.rank"].astype(np.int64)
+    if not kept.all():  # a dropped rank would leave a hole in the clusters
+        raise CharRNNError("--init-from: this --cutoffs model was trained on --items; fine-tune it with --items too")
+    grown = np.empty(len(moved) + len(fresh), np.int64)
+    grown[moved] = rank
+    grown[fresh] = len(rank) + np.arange(len(fresh))  # after every old rank: the last cluster
+    out["head.rank"] = grown.astype(weights["head.rank"].dtype)
+    tails = [k for k in weights if k.startswith("head.asm.tail.") and k.endswith(".1.weight")]
+    last = max(tails, key=lambda k: int(k.split(".")[3]))  # head.asm.tail.{i}.1.weight
+    w = weights[last]  # (n, h): the last cluster's characters, in rank order
+    out[last] = np.concatenate([w, np.zeros((len(fresh), w.shape[1]), w.dtype)])
 
 
 def added(old: Vocab, new: Vocab) -> str:
