@@ -8,6 +8,7 @@ import subprocess
 import sys
 from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
 
@@ -20,11 +21,17 @@ SPEED = 25e9  # multiply-adds/s: what measure_speed reads on the 2-core AMD EPYC
 TS = 1_003_854  # Tiny Shakespeare's training characters
 
 
+def zipf(V: int, total: int) -> np.ndarray:
+    """(V,) character counts summing to about `total`, the k-th commonest ~1/k (as in natural text)."""
+    weights = 1.0 / np.arange(1, V + 1)
+    return np.maximum(1, np.round(total * weights / weights.sum())).astype(np.int64)
+
+
 def pick(budget, train_chars=TS, V=65, speed=SPEED, given=(), **knobs):
-    config = TrainConfig(max_time=budget, model=ModelConfig(vocab_size=V))
+    config = TrainConfig(max_time=budget)
     config = replace(config, **{k: v for k, v in knobs.items() if k in ("batch_size", "seq_len", "lr")})
     config.model = replace(config.model, **{k: v for k, v in knobs.items() if k in settings.MODEL_KNOBS})
-    return choose(config, train_chars, speed, set(given))
+    return choose(config, zipf(V, train_chars), speed, set(given))
 
 
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
@@ -53,10 +60,29 @@ def test_more_budget_or_speed_never_picks_a_smaller_model():
     assert pick(120, speed=SPEED * 20).config.model.hidden_size > pick(120).config.model.hidden_size
 
 
-def test_a_large_vocabulary_gets_a_tied_embedding_as_wide_as_h_and_a_smaller_model():
+def test_a_large_vocabulary_gets_an_adaptive_softmax_and_an_embedding_as_wide_as_h():
     big = pick(120, V=4594).config.model
-    assert big.tie_weights and big.embedding_size == big.hidden_size
-    assert big.hidden_size < pick(120).config.model.hidden_size  # its head costs time the layers would have had
+    assert big.cutoffs and big.embedding_size == big.hidden_size and not big.tie_weights
+    assert big.vocab_size == 4594
+    assert not pick(120, V=900).config.model.cutoffs  # a few hundred characters: the full softmax
+
+
+def test_cutoffs_start_where_the_commonest_characters_cover_80_and_95_percent():
+    counts = zipf(4594, 700_000)
+    share = np.cumsum(np.sort(counts)[::-1]) / counts.sum()
+    first, second = settings.adaptive_cutoffs(counts)
+    assert share[first - 101] < 0.80 <= share[first - 1] and share[second - 101] < 0.95 <= share[second - 1]
+    assert first % 100 == 0 and second % 100 == 0
+    assert settings.adaptive_cutoffs(np.ones(150, np.int64)) == [149]  # rounded up, but always below V
+
+
+def test_the_adaptive_heads_cost_follows_its_clusters():
+    full = ModelConfig(vocab_size=4594, hidden_size=256, embedding_size=256)
+    adaptive = replace(full, cutoffs=[500, 1500])
+    layers = train_cost(replace(full, vocab_size=0))
+    head = 256 * 502 + 0.15 * 64 * (256 + 1000) + 0.05 * 16 * (256 + 3094)
+    assert train_cost(adaptive) == pytest.approx(layers + 3 * head)
+    assert train_cost(adaptive) - layers < (train_cost(full) - layers) / 5  # the head: a fifth of the full one
 
 
 def test_dropout_follows_the_epochs_the_budget_allows():
@@ -68,8 +94,8 @@ def test_knobs_given_are_kept_and_the_rest_follow_them():
     c = pick(120, given={"hidden_size", "dropout"}, hidden_size=40, dropout=0.5).config
     assert (c.model.hidden_size, c.model.dropout) == (40, 0.5)
     assert c.lr == 5e-3  # 1/40 is capped
-    c = pick(120, V=4594, given={"embedding_size"}, embedding_size=32).config
-    assert c.model.embedding_size == 32 and not c.model.tie_weights  # tying needs E = H: not forced on the user
+    c = pick(120, V=4594, given={"embedding_size", "cutoffs"}, embedding_size=32).config
+    assert c.model.embedding_size == 32 and c.model.cutoffs == []  # the user's full softmax stays
     c = pick(120, given={"batch_size", "lr"}, batch_size=7, lr=0.1).config
     assert (c.batch_size, c.lr) == (7, 0.1)
 

@@ -105,11 +105,13 @@ def _fit_settings(config: TrainConfig, corpus, device, dist) -> TrainConfig:
     """--settings auto (training/settings.py), printed by the rank that writes the run."""
     from charrnn.training.settings import adapt
 
-    d, V = config.data, corpus.vocab.size + bool(config.data.items)  # items: one more symbol, their end
-    train_chars = int(len(corpus.ids) * (1 - d.val_fraction - d.test_fraction))
-    sized = replace(config, model=replace(config.model, vocab_size=V))
+    import numpy as np
+
+    d = config.data
+    train_ids = corpus.split(d.val_fraction, d.test_fraction)[0]
+    counts = np.bincount(train_ids, minlength=corpus.vocab.size + bool(d.items))  # items: + their end symbol
     log = (lambda line: print(line, file=sys.stderr)) if dist.is_main else (lambda line: None)
-    return adapt(sized, train_chars, device, dist, log)
+    return adapt(config, counts, device, dist, log)
 
 
 def _layout(config: TrainConfig, corpus):
