@@ -28,6 +28,7 @@ import torch.nn as nn
 
 from charrnn import knobs
 from charrnn.data.corpus import DataConfig, load_corpus
+from charrnn.engines.model import CharRNN, ModelConfig
 from charrnn.engines.torch_engine import TorchEngine
 from charrnn.evaluation import evaluate
 from charrnn.training.config import TrainConfig
@@ -45,9 +46,22 @@ class PlainLSTM(nn.Module):
             nn.Linear(hidden, V),
         )
 
-    def forward(self, x, state=None):  # the (x, state) -> (logits, state) form, so evaluate() scores it
+    def forward(self, x, state=None):
         h, state = self.lstm(self.emb(x), state)
         return self.out(h), state
+
+    def as_charrnn(self) -> CharRNN:
+        """A CharRNN holding these very weights, so charrnn's one scorer scores both contenders alike."""
+        V, E = self.emb.weight.shape
+        config = ModelConfig(
+            vocab_size=V, embedding_size=E, hidden_size=self.lstm.hidden_size, layers=self.lstm.num_layers
+        )
+        model = CharRNN(config)
+        names = {"emb.": "embedding.", "lstm.": "rnn.", "out.": "head."}
+        model.load_state_dict(
+            {names[k[: k.index(".") + 1]] + k[k.index(".") + 1 :]: v for k, v in self.state_dict().items()}
+        )
+        return model.eval()
 
 
 def plain_loop(budget: float, eval_every: float, threads: int) -> list[tuple[float, int, float]]:
@@ -75,7 +89,7 @@ def plain_loop(budget: float, eval_every: float, threads: int) -> list[tuple[flo
         spent += time.perf_counter() - t
         if spent >= next_eval or spent >= budget:
             model.eval()
-            points.append((spent, step, evaluate(TorchEngine(model), val_ids, 32, 256)[0]))
+            points.append((spent, step, evaluate(TorchEngine(model.as_charrnn()), val_ids, 32, 256)[0]))
             model.train()
             print(f"  plain    {spent:6.0f} s  step {step:5d}  val {points[-1][2]:.4f} nats", flush=True)
             next_eval += eval_every
