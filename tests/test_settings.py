@@ -85,6 +85,12 @@ def test_the_adaptive_heads_cost_follows_its_clusters():
     assert train_cost(adaptive) - layers < (train_cost(full) - layers) / 5  # the head: a fifth of the full one
 
 
+def test_a_small_corpus_gets_a_gru_a_larger_one_an_lstm_unless_the_cell_is_given():
+    assert pick(120, train_chars=100_000).config.model.cell == "gru"
+    assert pick(120, train_chars=TS).config.model.cell == "lstm"
+    assert pick(120, train_chars=100_000, given={"cell"}, cell="rnn").config.model.cell == "rnn"
+
+
 def test_dropout_follows_the_epochs_the_budget_allows():
     assert pick(120, train_chars=100_000).config.model.dropout > pick(120, train_chars=TS).config.model.dropout
     assert pick(120, train_chars=100_000_000).config.model.dropout == 0

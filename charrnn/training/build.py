@@ -103,9 +103,9 @@ def build_trainer(config: TrainConfig, resume: bool = False, folder=None) -> tup
 
 def _fit_settings(config: TrainConfig, corpus, device, dist) -> TrainConfig:
     """--settings auto (training/settings.py), printed by the rank that writes the run."""
-    from charrnn.training.settings import adapt
-
     import numpy as np
+
+    from charrnn.training.settings import adapt
 
     d = config.data
     train_ids = corpus.split(d.val_fraction, d.test_fraction)[0]
