@@ -417,6 +417,22 @@ def step_train_speed(c: Check) -> None:
         )
 
 
+def step_precision(c: Check) -> None:
+    """bf16 against fp32 (--precision): training speed and the loss after the same steps (issue 12)."""
+    shape = ["--hidden", "1024", "--layers", "3", "--batch-size", "128", "--steps", "200"]
+    if c.dry:
+        shape = ["--hidden", "32", "--layers", "1", "--batch-size", "8", "--seq-len", "16", "--steps", "3"]
+    cmd = [sys.executable, str(ROOT / "benchmarks/precision.py"), "--device", c.device, *shape]
+    rc, text, s = c.run("precision", cmd, 150)
+    rows = {ln.split()[0]: ln.split()[1:] for ln in text.splitlines() if ln.split()[:1] in (["fp32"], ["bf16"])}
+    figures = "; ".join(f"{k}: {v[0]} chars/s, val {v[1]}" for k, v in rows.items()) or "-"
+    if len(rows) == 2:
+        ratio = float(rows["bf16"][0].replace(",", "")) / float(rows["fp32"][0].replace(",", ""))
+        figures += f"; bf16 / fp32 speed {ratio:.2f}"
+    ok = rc == 0 and len(rows) == 2
+    c.add("--precision bf16 vs fp32", "PASS" if ok else failure(rc, text), figures, " ".join(cmd[1:]), s)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
@@ -450,6 +466,7 @@ def main() -> None:
         ("DDP", step_ddp),
         ("sampling", lambda c: step_sample(c, large)),
         ("train speed", step_train_speed),
+        ("precision", step_precision),
     ]
     try:
         for name, step in steps:
