@@ -117,3 +117,32 @@ def test_cli_prime_file(model, tmp_path, capsys):
     assert main(["sample", str(run), "--prime-file", str(tmp_path / "nope.txt")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no such file" in err
+
+
+class LabelLover:
+    """A stepper whose favourite next id, by far, is a label's symbol; then 'a', then the end."""
+
+    def __init__(self, vocab: Vocab, label: str):
+        self.logits = np.zeros(vocab.size)
+        self.logits[vocab.label_id(label)] = 50.0
+        self.logits[vocab.chars.index("a")] = 5.0
+
+    def prime(self, ids):
+        return np.tile(self.logits, (ids.shape[0], 1))
+
+    def step(self, ids):
+        return np.tile(self.logits, (len(ids), 1))
+
+    def reorder(self, rows):
+        pass
+
+
+@pytest.mark.parametrize("beam", [0, 2])
+def test_a_label_symbol_is_never_written(beam):
+    from charrnn.sampling.generate import generate
+
+    vocab = VOCAB.with_labels(("x", "y"))
+    config = SampleConfig(length=6, num_samples=2, temperature=0.0, seed=0, label="y", beam=beam)
+    texts = generate(LabelLover(vocab, "x"), vocab, config)
+    # without the mask the label's symbol (50 nats ahead) would be drawn, and end every item at once
+    assert texts[0] == "aaaaaa" and [len(t) for t in texts] == [6, 6]  # beam 2: the runner-up differs at the end

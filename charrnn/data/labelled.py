@@ -24,7 +24,7 @@ from __future__ import annotations
 import csv
 import re
 from collections import Counter, defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -40,9 +40,14 @@ UPPER, LOWER = "U", "l"  # truecase's two tags
 class Labelled:
     """Items as text, before encoding: labels[k] is item k's label, or its tag string."""
 
-    texts: list[str]
-    labels: list[str]
-    where: list[str]  # "FILE:LINE" of each item, for errors
+    texts: list[str] = field(default_factory=list)
+    labels: list[str] = field(default_factory=list)
+    where: list[str] = field(default_factory=list)  # "FILE:LINE" of each item, for errors
+
+    def add(self, text: str, label: str, where: str) -> None:
+        self.texts.append(text)
+        self.labels.append(label)
+        self.where.append(where)
 
 
 def lower_and_case(text: str) -> tuple[str, str]:
@@ -72,17 +77,15 @@ def _folder(folder: Path) -> Labelled:
     files = sorted(f for f in folder.iterdir() if f.is_file() and f.suffix == ".txt" and not f.name.startswith("."))
     if not files:
         raise CharRNNError(f"{folder} holds no LABEL.txt files; put one file per label, one item per line")
-    texts, labels, where = [], [], []
+    data = Labelled()
     for f in files:
         lines = [(n, line.strip()) for n, line in enumerate(_read(f).splitlines(), 1)]
         lines = [(n, line) for n, line in lines if line]
         if not lines:
             raise CharRNNError(f"the class {f.stem!r} is empty: {f} has no items; add some or remove the file")
         for n, line in lines:
-            texts.append(line)
-            labels.append(f.stem)
-            where.append(f"{f}:{n}")
-    return Labelled(texts, labels, where)
+            data.add(line, f.stem, f"{f}:{n}")
+    return data
 
 
 def _table(path: Path, task: str) -> Labelled:
@@ -90,7 +93,7 @@ def _table(path: Path, task: str) -> Labelled:
     reader = csv.reader(
         _read(path).splitlines(), delimiter="\t" if tsv else ",", quoting=csv.QUOTE_NONE if tsv else csv.QUOTE_MINIMAL
     )
-    texts, labels, where = [], [], []
+    data = Labelled()
     for n, row in enumerate(reader, 1):
         if not row or not any(row):
             continue
@@ -107,12 +110,10 @@ def _table(path: Path, task: str) -> Labelled:
             )
         if not text or not label:
             raise CharRNNError(f"{path}:{n} has an empty text or label; fill it in or remove the line")
-        texts.append(text)
-        labels.append(label)
-        where.append(f"{path}:{n}")
-    if not texts:
+        data.add(text, label, f"{path}:{n}")
+    if not data.texts:
         raise CharRNNError(f"{path} holds no labelled items; write one item per line: text, then its label")
-    return Labelled(texts, labels, where)
+    return data
 
 
 def _truecase(path: Path, items: str) -> Labelled:
@@ -120,20 +121,17 @@ def _truecase(path: Path, items: str) -> Labelled:
 
     if items not in ("lines", "paragraphs"):
         raise CharRNNError("--task truecase reads --items lines or paragraphs")
-    texts, labels, where = [], [], []
+    data = Labelled()
     for f in resolve_files(str(path)):
         text = _read(f).replace("\r\n", "\n")
         parts = [s for p in text.split("\n\n") for s in sentences(p)] if items == "paragraphs" else text.split("\n")
         for n, part in enumerate(parts, 1):
             part = part.strip()
             if part:
-                low, tags = lower_and_case(part)
-                texts.append(low)
-                labels.append(tags)
-                where.append(f"{f}:{n}")
-    if not texts:
+                data.add(*lower_and_case(part), f"{f}:{n}")
+    if not data.texts:
         raise CharRNNError(f"{path} holds no text to learn capitalisation from")
-    return Labelled(texts, labels, where)
+    return data
 
 
 SENTENCE_END = re.compile(r"[.!?][\"'’”)\]]*(?=\s)")  # the end mark, closing quotes, then a space

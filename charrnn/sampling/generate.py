@@ -317,6 +317,8 @@ def generate(stepper, vocab: Vocab, config: SampleConfig, on_text: Callable[[str
     config.check()
     rng = np.random.default_rng(config.seed)
     B = config.num_samples
+    if vocab.labels:  # a label's symbol is an input (--task generate), never an id to write
+        stepper = WritableOnly(stepper, vocab.size - len(vocab.labels))
     ids, shown = prime_ids(vocab, prime_text(config), config.unknown, config.label)
     head = vocab.decode(ids) if shown else ""
     if config.beam:  # no streaming: the best beam is known only at the end
@@ -341,7 +343,7 @@ def generate(stepper, vocab: Vocab, config: SampleConfig, on_text: Callable[[str
         nxt = sampler(logits)  # (B,) int64
         row = nxt.tolist()
         for b in active:
-            if end is not None and row[b] >= end:  # the model ended the item (label symbols past it end it too)
+            if end is not None and row[b] == end:  # the model ended the item
                 final, texts[b].done = texts[b].finish(decoders[b].flush()), True
             else:
                 final = texts[b].add(chars[row[b]] if chars is not None else decoders[b].decode(nxt[b : b + 1]))
@@ -356,6 +358,23 @@ def generate(stepper, vocab: Vocab, config: SampleConfig, on_text: Callable[[str
         if b == 0 and final and on_text is not None:
             on_text(final)
     return [t.text() for t in texts]
+
+
+class WritableOnly:
+    """A stepper whose (B, n) logits cover only the ids a sample may write: the characters and the
+    end of an item, not the label symbols that --task generate puts after them (vocab.Vocab)."""
+
+    def __init__(self, stepper, n: int):
+        self.stepper, self.n = stepper, n
+
+    def prime(self, ids: np.ndarray) -> np.ndarray:
+        return self.stepper.prime(ids)[:, : self.n]
+
+    def step(self, ids: np.ndarray) -> np.ndarray:
+        return self.stepper.step(ids)[:, : self.n]
+
+    def reorder(self, rows) -> None:
+        self.stepper.reorder(rows)
 
 
 def _generate_plain(stepper, logits, sampler, chars, head, length, on_text) -> list[str]:
