@@ -150,3 +150,12 @@ def test_cli_without_a_budget_or_with_settings_fixed_uses_the_defaults(tmp_path)
     fixed = ("--max-time", "2", "--max-steps", "2", "--settings", "fixed", "--seq-len", "16")
     err, saved = run_cli(tmp_path / "b", *fixed)
     assert "Settings for" not in err and saved["model"]["hidden_size"] == 256 and saved["batch_size"] == 64
+
+
+def test_resume_keeps_the_chosen_settings_without_choosing_again(tmp_path):
+    _, first = run_cli(tmp_path, "--max-time", "60", "--max-steps", "2", "--hidden-size", "24", "--eval-every", "1")
+    err, resumed = run_cli(tmp_path, "--max-time", "60", "--max-steps", "4", "--resume")
+    assert "Settings for" not in err
+    assert {k: v for k, v in resumed.items() if k != "max_steps"} == {
+        k: v for k, v in first.items() if k != "max_steps"
+    }
