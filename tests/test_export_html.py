@@ -11,7 +11,8 @@ import torch
 from charrnn.errors import CharRNNError
 from charrnn.export.check import check_export
 from charrnn.export.html import build_page, load_html
-from charrnn.sampling.generate import SampleConfig, TorchStepper, sample, softmax, top_k_mask, top_p_mask
+from charrnn.sampling.draw import softmax, top_k_mask, top_p_mask
+from charrnn.sampling.generate import SampleConfig, TorchStepper, sample
 from export_support import export_model, torch_probs
 
 PRIME = 'He said "to be'

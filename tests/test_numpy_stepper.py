@@ -15,16 +15,8 @@ import torch
 
 from charrnn.data.vocab import Vocab
 from charrnn.engines.model import CharRNN, ModelConfig
-from charrnn.sampling.generate import (
-    SampleConfig,
-    Sampler,
-    TorchStepper,
-    generate,
-    pick_stepper,
-    prime_ids,
-    sample,
-    sample_next,
-)
+from charrnn.sampling.draw import Sampler, sample_next
+from charrnn.sampling.generate import SampleConfig, TorchStepper, generate, pick_stepper, prime_ids, sample
 from charrnn.sampling.numpy_stepper import NumpyStepper
 
 VOCAB = Vocab.from_chars("abcde fgh\nij.,ABC!?")  # V = 19

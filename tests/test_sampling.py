@@ -5,7 +5,8 @@ import torch
 from charrnn.data.vocab import Vocab
 from charrnn.engines.model import CharRNN, ModelConfig
 from charrnn.errors import CharRNNError
-from charrnn.sampling.generate import SampleConfig, sample, sample_next, top_k_mask, top_p_mask
+from charrnn.sampling.draw import sample_next, top_k_mask, top_p_mask
+from charrnn.sampling.generate import SampleConfig, sample
 
 VOCAB = Vocab.from_chars("abcdefgh \n")
 
