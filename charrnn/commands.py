@@ -20,7 +20,9 @@ class TrainStart(knobs.Checked):
 
     preset: str | None = knob(
         None,
-        "start from a preset's settings (charrnn/presets/NAME.json); flags given override it",
+        "a time budget and its schedule: tiny 2 min, small 10, medium 1 h, large 10 min on a GPU "
+        "(charrnn/presets/NAME.json); --settings auto fits the model to your corpus in it, fixed trains the "
+        "preset's own model; flags given override both",
         choices=knobs.preset_names,
     )
     resume: bool = knob(False, "continue the run in --out from its last checkpoint")
