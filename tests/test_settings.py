@@ -29,7 +29,7 @@ def zipf(V: int, total: int) -> np.ndarray:
 
 def pick(budget, train_chars=TS, V=65, speed=SPEED, given=(), **knobs):
     config = TrainConfig(max_time=budget)
-    config = replace(config, **{k: v for k, v in knobs.items() if k in ("batch_size", "seq_len", "lr")})
+    config = replace(config, **{k: v for k, v in knobs.items() if k in settings.TRAIN_KNOBS})
     config.model = replace(config.model, **{k: v for k, v in knobs.items() if k in settings.MODEL_KNOBS})
     return choose(config, zipf(V, train_chars), speed, set(given))
 
@@ -49,6 +49,8 @@ def test_on_tiny_shakespeare_it_picks_what_the_presets_were_tuned_to():
     assert (tiny.model.layers, tiny.model.hidden_size, tiny.model.embedding_size) == (2, 256, 64)
     assert (tiny.batch_size, tiny.seq_len, tiny.model.dropout) == (16, 64, 0.0)
     assert tiny.lr == pytest.approx(4e-3, rel=0.05)
+    assert (tiny.lr_schedule, tiny.min_lr_fraction) == ("cosine", 0.02) and 80 <= tiny.warmup_steps <= 120
+    assert 150 <= small.warmup_steps <= 300
     assert (small.model.layers, small.model.hidden_size, small.model.dropout) == (2, 384, 0.25)
     assert (medium.model.layers, medium.model.hidden_size) == (3, 512)
     assert not tiny.model.tie_weights
@@ -102,8 +104,8 @@ def test_knobs_given_are_kept_and_the_rest_follow_them():
     assert c.lr == 5e-3  # 1/40 is capped
     c = pick(120, V=4594, given={"embedding_size", "cutoffs"}, embedding_size=32).config
     assert c.model.embedding_size == 32 and c.model.cutoffs == []  # the user's full softmax stays
-    c = pick(120, given={"batch_size", "lr"}, batch_size=7, lr=0.1).config
-    assert (c.batch_size, c.lr) == (7, 0.1)
+    c = pick(120, given={"batch_size", "lr", "lr_schedule"}, batch_size=7, lr=0.1, lr_schedule="step").config
+    assert (c.batch_size, c.lr, c.lr_schedule) == (7, 0.1, "step")
 
 
 def test_given_knobs_are_the_typed_flags_or_else_those_changed_from_their_default():

@@ -19,6 +19,8 @@ left out from the time budget (--max-time, or a preset's), the corpus and this m
                     sees its text once cannot overfit it, one that sees it 20 times will
     batch B, T      as many updates as the budget allows: B = C / (STEPS x T), 16 to 128
     lr              1 / H, times sqrt(B / 16): smaller for wider layers, larger for bigger batches
+    schedule        cosine down to 2% over the budget, after a warm-up of a tenth of the expected
+                    steps (at most 300): the presets' schedule, whatever the budget
 
 The constants were fitted on the corpus suite (benchmarks/corpora.py, README "Settings that
 fit the corpus"). The rule is a pure function (choose) so it can be read and tested; adapt()
@@ -44,7 +46,7 @@ DROPOUT = ((1.5, 0.0), (2.5, 0.1), (10.0, 0.25), (math.inf, 0.35))  # (epochs up
 GATES = {"rnn": 1, "gru": 3, "lstm": 4}
 # The knobs the rule sets, by where they live (model config or training config).
 MODEL_KNOBS = ("cell", "layers", "hidden_size", "embedding_size", "tie_weights", "cutoffs", "dropout")
-TRAIN_KNOBS = ("batch_size", "seq_len", "lr")
+TRAIN_KNOBS = ("batch_size", "seq_len", "lr", "lr_schedule", "warmup_steps", "min_lr_fraction")
 
 
 def train_cost(m: ModelConfig) -> float:
@@ -111,14 +113,16 @@ def choose(config: TrainConfig, counts, speed: float, given: set[str]) -> Choice
     T = config.seq_len if "seq_len" in given else 64 if C < 5e6 else 128
     B = config.batch_size if "batch_size" in given else _power_of_two(C / (STEPS * T), 16, 128)
     lr = config.lr if "lr" in given else round(min(5e-3, math.sqrt(B / 16) / model.hidden_size), 5)
-    chosen = replace(config, model=model, batch_size=B, seq_len=T, lr=lr)
+    schedule = {"lr_schedule": "cosine", "min_lr_fraction": 0.02, "warmup_steps": min(300, round(C / (B * T) / 10))}
+    schedule = {k: v for k, v in schedule.items() if k not in given}
+    chosen = replace(config, model=model, batch_size=B, seq_len=T, lr=lr, **schedule)
     shape = f"{model.cell.upper()} {model.layers}x{model.hidden_size}"
     embed = f"embedding {model.embedding_size}" + (" tied to the output layer" if model.tie_weights else "")
     embed += f", adaptive softmax --cutoffs {' '.join(map(str, model.cutoffs))}" if model.cutoffs else ""
     why = (
         f"Settings for {budget:g} s on {train_chars:,} training characters ({V:,} distinct), this machine "
         f"~{speed / 1e9:.1f} G multiply-adds/s: {shape}, {embed}, dropout {model.dropout:g}, batch {B}x{T}, "
-        f"lr {lr:g}.\n  Why: it can read ~{C / 1e6:.1f} M characters ({epochs:.1f} epochs, "
+        f"lr {lr:g} ({chosen.lr_schedule}, warm-up {chosen.warmup_steps}).\n  Why: it can read ~{C / 1e6:.1f} M characters ({epochs:.1f} epochs, "
         f"{C / recurrent_weights(model):.1f} per recurrent weight)"
         + (f"; kept from your flags: {', '.join(sorted(given & _RULE))}" if given & _RULE else "")
         + ". Any flag overrides a choice; --settings fixed turns this off."
