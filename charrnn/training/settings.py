@@ -122,7 +122,8 @@ def choose(config: TrainConfig, counts, speed: float, given: set[str]) -> Choice
     why = (
         f"Settings for {budget:g} s on {train_chars:,} training characters ({V:,} distinct), this machine "
         f"~{speed / 1e9:.1f} G multiply-adds/s: {shape}, {embed}, dropout {model.dropout:g}, batch {B}x{T}, "
-        f"lr {lr:g} ({chosen.lr_schedule}, warm-up {chosen.warmup_steps}).\n  Why: it can read ~{C / 1e6:.1f} M characters ({epochs:.1f} epochs, "
+        f"lr {lr:g} ({chosen.lr_schedule}, warm-up {chosen.warmup_steps}).\n"
+        f"  Why: it can read ~{C / 1e6:.1f} M characters ({epochs:.1f} epochs, "
         f"{C / recurrent_weights(model):.1f} per recurrent weight)"
         + (f"; kept from your flags: {', '.join(sorted(given & _RULE))}" if given & _RULE else "")
         + ". Any flag overrides a choice; --settings fixed turns this off."
