@@ -7,7 +7,7 @@ left out from the time budget (--max-time, or a preset's), the corpus and this m
 
     cell            GRU for a corpus under SMALL_CORPUS training characters (on the suite's two small
                     corpora it learned faster: names -0.46 nats, Die Verwandlung -0.09 at 2 minutes),
-                    else LSTM (equal on Tiny Shakespeare at 2 minutes, better at 10)
+                    else LSTM (equal on Tiny Shakespeare at 2 minutes, 0.02 better at 10 in one run)
     hidden size H   the largest of the ladder whose model reads C >= RATIO x its recurrent
                     weights: a bigger model would stop before it has learned what it can
     layers L        2, or 3 from H = 512 up (the former medium and large presets)
@@ -22,8 +22,8 @@ left out from the time budget (--max-time, or a preset's), the corpus and this m
     schedule        cosine down to 2% over the budget, after a warm-up of a tenth of the expected
                     steps (at most 300): the presets' schedule, whatever the budget
 
-The constants were fitted on the corpus suite (benchmarks/corpora.py, README "Settings that
-fit the corpus"). The rule is a pure function (choose) so it can be read and tested; adapt()
+The constants were fitted on the corpus suite (benchmarks/corpora.py, README "Settings that fit
+your text"). The rule is a pure function (choose) so it can be read and tested; adapt()
 measures the machine, applies it to the knobs the user did not set, and says what it chose.
 """
 
