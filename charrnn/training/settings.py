@@ -165,7 +165,11 @@ def _default(f):
 
 def measure_speed(device, seconds: float = 1.0) -> float:
     """This machine's training speed in multiply-adds per second, as train_cost counts them: a 2x256
-    LSTM with a 64-character head trained on random ids (B=16, T=64) for about `seconds`."""
+    LSTM with a 64-character head trained on random ids (B=16, T=64) for about `seconds`. The median
+    step counts, not the mean: the first steps are slow (allocation, kernel choice), and a shared
+    machine has hiccups."""
+    import statistics
+
     import torch
 
     from charrnn.engines.model import CharRNN, loss_fn
@@ -177,19 +181,17 @@ def measure_speed(device, seconds: float = 1.0) -> float:
         model = CharRNN(probe).to(device)
         optimizer = torch.optim.Adam(model.parameters())
         x = torch.randint(0, 64, (16, 65), generator=generator).to(device)
-        steps, start = 0, None
-        while start is None or time.perf_counter() - start < seconds:
+        times: list[float] = []
+        while sum(times[1:]) < seconds or len(times) < 6:
+            start = time.perf_counter()
             logits, _ = model(x[:, :-1])
             optimizer.zero_grad()
             loss_fn(logits, x[:, 1:]).backward()
             optimizer.step()
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
-            if start is None:  # the first step pays for allocation and kernel choice: not timed
-                start = time.perf_counter()
-            else:
-                steps += 1
-    return steps * 16 * 64 * train_cost(probe) / (time.perf_counter() - start)
+            times.append(time.perf_counter() - start)
+    return 16 * 64 * train_cost(probe) / statistics.median(times[1:])
 
 
 def adapt(config: TrainConfig, counts, device, dist=None, log=print) -> TrainConfig:
