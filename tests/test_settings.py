@@ -93,6 +93,19 @@ def test_a_small_corpus_gets_a_gru_a_larger_one_an_lstm_unless_the_cell_is_given
     assert pick(120, train_chars=100_000, given={"cell"}, cell="rnn").config.model.cell == "rnn"
 
 
+def test_a_small_corpus_caps_the_model_at_8_recurrent_weights_per_character():
+    small = pick(600, train_chars=110_000).config.model
+    assert recurrent_weights(small) <= 8 * 110_000 < recurrent_weights(replace(small, hidden_size=384))
+    assert pick(600).config.model.hidden_size == 384  # Tiny Shakespeare is large enough for the time
+
+
+def test_about_twelve_validations_in_the_budget():
+    for budget in (120, 600):
+        c = pick(budget).config
+        expected_steps = budget * SPEED / train_cost(c.model) / (c.batch_size * c.seq_len)
+        assert 11 <= expected_steps / c.eval_every <= 13
+
+
 def test_dropout_follows_the_epochs_the_budget_allows():
     assert pick(120, train_chars=100_000).config.model.dropout > pick(120, train_chars=TS).config.model.dropout
     assert pick(120, train_chars=100_000_000).config.model.dropout == 0

@@ -9,7 +9,10 @@ left out from the time budget (--max-time, or a preset's), the corpus and this m
                     corpora it learned faster: names -0.46 nats, Die Verwandlung -0.09 at 2 minutes),
                     else LSTM (equal on Tiny Shakespeare at 2 minutes, 0.02 better at 10 in one run)
     hidden size H   the largest of the ladder whose model reads C >= RATIO x its recurrent
-                    weights: a bigger model would stop before it has learned what it can
+                    weights (a bigger model would stop before it has learned what it can) and
+                    has at most DATA_RATIO recurrent weights per training character (a bigger
+                    one learns its text by heart: on Die Verwandlung's 110k characters a 2x384
+                    GRU fell to 0.90 nats on its training text and rose to 1.52 on validation)
     layers L        2, or 3 from H = 512 up (the former medium and large presets)
     embedding E     64; for V > LARGE_VOCAB, E = H and an adaptive softmax (--cutoffs) whose
     cutoffs         clusters start where the commonest characters cover COVERAGE of the training
@@ -21,6 +24,8 @@ left out from the time budget (--max-time, or a preset's), the corpus and this m
     lr              1 / H, times sqrt(B / 16): smaller for wider layers, larger for bigger batches
     schedule        cosine down to 2% over the budget, after a warm-up of a tenth of the expected
                     steps (at most 300): the presets' schedule, whatever the budget
+    eval_every      about EVALS validations in the budget, so that best/ catches the minimum of
+                    the validation loss (a small corpus passes it early)
 
 The constants were fitted on the corpus suite (benchmarks/corpora.py, README "Settings that fit
 your text"). The rule is a pure function (choose) so it can be read and tested; adapt()
@@ -38,6 +43,8 @@ from charrnn.training.config import TrainConfig
 
 LADDER = (64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048)  # hidden sizes the rule picks from
 RATIO = 1.0  # characters read per recurrent weight that a model must reach in the budget
+DATA_RATIO = 8.0  # recurrent weights per training character that a model may have at most
+EVALS = 12  # validations per budget
 LARGE_VOCAB = 1000  # above this many distinct characters: an adaptive softmax, and an embedding as wide as H
 COVERAGE = (0.80, 0.95)  # the adaptive softmax's clusters start where the commonest characters cover these
 SMALL_CORPUS = 500_000  # training characters below which the cell is a GRU
@@ -46,7 +53,7 @@ DROPOUT = ((1.5, 0.0), (2.5, 0.1), (10.0, 0.25), (math.inf, 0.35))  # (epochs up
 GATES = {"rnn": 1, "gru": 3, "lstm": 4}
 # The knobs the rule sets, by where they live (model config or training config).
 MODEL_KNOBS = ("cell", "layers", "hidden_size", "embedding_size", "tie_weights", "cutoffs", "dropout")
-TRAIN_KNOBS = ("batch_size", "seq_len", "lr", "lr_schedule", "warmup_steps", "min_lr_fraction")
+TRAIN_KNOBS = ("batch_size", "seq_len", "lr", "lr_schedule", "warmup_steps", "min_lr_fraction", "eval_every")
 
 
 def train_cost(m: ModelConfig) -> float:
@@ -104,7 +111,12 @@ def choose(config: TrainConfig, counts, speed: float, given: set[str]) -> Choice
     if "hidden_size" in given:
         model = shaped(m.hidden_size)
     else:
-        fits = [H for H in LADDER if chars(shaped(H)) >= RATIO * recurrent_weights(shaped(H))]
+        fits = [
+            H
+            for H in LADDER
+            if RATIO * recurrent_weights(shaped(H)) <= chars(shaped(H))
+            and recurrent_weights(shaped(H)) <= DATA_RATIO * train_chars
+        ]
         model = shaped(fits[-1] if fits else LADDER[0])
     C = chars(model)
     epochs = C / max(1, train_chars)
@@ -113,7 +125,13 @@ def choose(config: TrainConfig, counts, speed: float, given: set[str]) -> Choice
     T = config.seq_len if "seq_len" in given else 64 if C < 5e6 else 128
     B = config.batch_size if "batch_size" in given else _power_of_two(C / (STEPS * T), 16, 128)
     lr = config.lr if "lr" in given else round(min(5e-3, math.sqrt(B / 16) / model.hidden_size), 5)
-    schedule = {"lr_schedule": "cosine", "min_lr_fraction": 0.02, "warmup_steps": min(300, round(C / (B * T) / 10))}
+    steps = C / (B * T)
+    schedule = {
+        "lr_schedule": "cosine",
+        "min_lr_fraction": 0.02,
+        "warmup_steps": min(300, round(steps / 10)),
+        "eval_every": max(10, round(steps / EVALS)),
+    }
     schedule = {k: v for k, v in schedule.items() if k not in given}
     chosen = replace(config, model=model, batch_size=B, seq_len=T, lr=lr, **schedule)
     shape = f"{model.cell.upper()} {model.layers}x{model.hidden_size}"
