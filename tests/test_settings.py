@@ -99,11 +99,12 @@ def test_a_small_corpus_caps_the_model_at_8_recurrent_weights_per_character():
     assert pick(600).config.model.hidden_size == 384  # Tiny Shakespeare is large enough for the time
 
 
-def test_about_twelve_validations_in_the_budget():
+@pytest.mark.parametrize("train_chars, evals", [(110_000, 12), (TS, 3)])
+def test_a_text_read_over_ten_times_is_validated_about_twelve_times_else_three(train_chars, evals):
     for budget in (120, 600):
-        c = pick(budget).config
+        c = pick(budget, train_chars=train_chars).config
         expected_steps = budget * SPEED / train_cost(c.model) / (c.batch_size * c.seq_len)
-        assert 11 <= expected_steps / c.eval_every <= 13
+        assert evals - 1 <= expected_steps / c.eval_every <= evals + 1
 
 
 def test_dropout_follows_the_epochs_the_budget_allows():

@@ -24,8 +24,10 @@ left out from the time budget (--max-time, or a preset's), the corpus and this m
     lr              1 / H, times sqrt(B / 16): smaller for wider layers, larger for bigger batches
     schedule        cosine down to 2% over the budget, after a warm-up of a tenth of the expected
                     steps (at most 300): the presets' schedule, whatever the budget
-    eval_every      about EVALS validations in the budget, so that best/ catches the minimum of
-                    the validation loss (a small corpus passes it early)
+    eval_every      when the budget reads the text over 10 times, about EVALS validations, so that
+                    best/ catches the minimum of the validation loss, which such a run passes early
+                    (and its validation split is small, so they are cheap); else 3 (the budget
+                    includes them, and the end of a cosine schedule is about its best)
 
 The constants were fitted on the corpus suite (benchmarks/corpora.py, README "Settings that fit
 your text"). The rule is a pure function (choose) so it can be read and tested; adapt()
@@ -44,7 +46,7 @@ from charrnn.training.config import TrainConfig
 LADDER = (64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048)  # hidden sizes the rule picks from
 RATIO = 1.0  # characters read per recurrent weight that a model must reach in the budget
 DATA_RATIO = 8.0  # recurrent weights per training character that a model may have at most
-EVALS = 12  # validations per budget
+EVALS = 12  # validations per budget when the text is read over 10 times
 LARGE_VOCAB = 1000  # above this many distinct characters: an adaptive softmax, and an embedding as wide as H
 COVERAGE = (0.80, 0.95)  # the adaptive softmax's clusters start where the commonest characters cover these
 SMALL_CORPUS = 500_000  # training characters below which the cell is a GRU
@@ -130,7 +132,7 @@ def choose(config: TrainConfig, counts, speed: float, given: set[str]) -> Choice
         "lr_schedule": "cosine",
         "min_lr_fraction": 0.02,
         "warmup_steps": min(300, round(steps / 10)),
-        "eval_every": max(10, round(steps / EVALS)),
+        "eval_every": max(10, round(steps / (EVALS if epochs > 10 else 3))),
     }
     schedule = {k: v for k, v in schedule.items() if k not in given}
     chosen = replace(config, model=model, batch_size=B, seq_len=T, lr=lr, **schedule)
