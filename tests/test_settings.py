@@ -107,6 +107,11 @@ def test_a_text_read_over_ten_times_is_validated_about_twelve_times_else_three(t
         assert evals - 1 <= expected_steps / c.eval_every <= evals + 1
 
 
+def test_a_tiny_text_on_a_fast_machine_still_gets_batches_that_fit_it_ten_times():
+    c = pick(60, train_chars=12_150, speed=SPEED * 40).config  # what a quiet CI machine chose: 128 x 128
+    assert c.batch_size * c.seq_len * 10 <= 12_150 and c.batch_size >= 1
+
+
 def test_dropout_follows_the_epochs_the_budget_allows():
     assert pick(120, train_chars=100_000).config.model.dropout > pick(120, train_chars=TS).config.model.dropout
     assert pick(120, train_chars=100_000_000).config.model.dropout == 0

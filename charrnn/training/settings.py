@@ -20,7 +20,8 @@ left out from the time budget (--max-time, or a preset's), the corpus and this m
                     and measured slowest per minute (README "Large vocabularies")
     dropout         from the epochs the budget allows (C / training characters): a model that
                     sees its text once cannot overfit it, one that sees it 20 times will
-    batch B, T      as many updates as the budget allows: B = C / (STEPS x T), 16 to 128
+    batch B, T      as many updates as the budget allows: B = C / (STEPS x T), 16 to 128, and at most
+                    what leaves 10 batches an epoch (a text of a few thousand characters)
     lr              1 / H, times sqrt(B / 16): smaller for wider layers, larger for bigger batches
     schedule        cosine down to 2% over the budget, after a warm-up of a tenth of the expected
                     steps (at most 300): the presets' schedule, whatever the budget
@@ -125,7 +126,8 @@ def choose(config: TrainConfig, counts, speed: float, given: set[str]) -> Choice
     if "dropout" not in given:
         model = replace(model, dropout=next(p for limit, p in DROPOUT if epochs <= limit))
     T = config.seq_len if "seq_len" in given else 64 if C < 5e6 else 128
-    B = config.batch_size if "batch_size" in given else _power_of_two(C / (STEPS * T), 16, 128)
+    most = max(1, (train_chars - 1) // (T * 10))  # a small text still makes 10 batches an epoch
+    B = config.batch_size if "batch_size" in given else min(most, _power_of_two(C / (STEPS * T), 16, 128))
     lr = config.lr if "lr" in given else round(min(5e-3, math.sqrt(B / 16) / model.hidden_size), 5)
     steps = C / (B * T)
     schedule = {
