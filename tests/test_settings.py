@@ -112,9 +112,22 @@ def test_a_tiny_text_on_a_fast_machine_still_gets_batches_that_fit_it_ten_times(
     assert c.batch_size * c.seq_len * 10 <= 12_150 and c.batch_size >= 1
 
 
-def test_dropout_follows_the_epochs_the_budget_allows():
+def test_dropout_and_weight_decay_follow_the_epochs_the_budget_allows():
     assert pick(120, train_chars=100_000).config.model.dropout > pick(120, train_chars=TS).config.model.dropout
-    assert pick(120, train_chars=100_000_000).config.model.dropout == 0
+    once = pick(120, train_chars=100_000_000).config
+    assert once.model.dropout == 0 and once.weight_decay == 0
+    many = pick(600, train_chars=100_000).config  # the names: read ~80 times in 10 minutes
+    assert (many.model.dropout, many.optimizer, many.weight_decay) == (0.5, "adamw", 0.1)
+    fast = pick(600, train_chars=100_000, speed=SPEED * 8).config  # a GPU: still the smallest, noisiest batches
+    assert (many.batch_size, many.seq_len) == (fast.batch_size, fast.seq_len) == (16, 64)
+    assert pick(600, speed=SPEED * 8).config.batch_size > 16  # Tiny Shakespeare on a GPU: larger batches
+
+
+def test_a_typed_optimizer_keeps_its_own_weight_decay():
+    c = pick(600, train_chars=100_000, given={"optimizer"}, optimizer="rmsprop").config
+    assert (c.optimizer, c.weight_decay) == ("rmsprop", 0.0)
+    c = pick(600, train_chars=100_000, given={"weight_decay"}, weight_decay=0.01).config
+    assert (c.optimizer, c.weight_decay) == ("adamw", 0.01)
 
 
 def test_knobs_given_are_kept_and_the_rest_follow_them():
