@@ -76,6 +76,7 @@ def make_config(tmp: Path, out: str, dropout: float = 0.0, **kw) -> TrainConfig:
         device="cpu",
         quiet=True,
         threads=1,
+        precision="fp32",  # rank-split bf16 products round differently from one process's; auto is bf16 on AMX
     )
     return TrainConfig(**{**defaults, **kw})
 

@@ -165,6 +165,7 @@ def small_config(out, text, engine="torch", cell="rnn", optimizer="adam", **kw):
         device="cpu",
         quiet=True,
         engine=engine,
+        precision="fp32",  # the engines agree to float32 rounding; auto would be bf16 on AMX
         **kw,
     )
 

@@ -49,21 +49,18 @@ def fast_bf16(device: torch.device) -> str | None:
     return None
 
 
-def pick_precision(requested: str, device: torch.device, fast=fast_bf16) -> str:
-    """fp32 or bf16 for --precision `requested` on `device`. Says so in one line on stderr
-    when it trains in bf16 by choice, or when bf16 was forced where it is not fast."""
+def pick_precision(requested: str, device: torch.device, fast=fast_bf16, say=None) -> str:
+    """fp32 or bf16 for --precision `requested` on `device`. Says so in one line (`say`, default:
+    stderr) when it trains in bf16 by choice, or when bf16 was forced where it is not fast."""
+    say = say or (lambda line: print(line, file=sys.stderr))
     why = fast(device)
     precision = ("bf16" if why else "fp32") if requested == "auto" else requested
     if precision == "bf16" and requested == "auto":
-        print(
-            f"Training in bf16 (autocast, float32 weights): {why} runs it faster; --precision fp32 turns it off",
-            file=sys.stderr,
-        )
+        say(f"Training in bf16 (autocast, float32 weights): {why} runs it faster; --precision fp32 turns it off")
     elif precision == "bf16" and not why:
-        print(
+        say(
             f"--precision bf16 on {device.type} without fast bf16 (AMX, AVX-512 BF16 or a bf16 GPU): "
-            "expect it slower than fp32",
-            file=sys.stderr,
+            "expect it slower than fp32"
         )
     return precision
 

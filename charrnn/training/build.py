@@ -28,7 +28,8 @@ from charrnn.errors import CharRNNError
 from charrnn.tasks import get_task
 from charrnn.training.config import TrainConfig
 from charrnn.training.init_from import added, grow_vocab, grow_weights
-from charrnn.training.trainer import Parts, RunState, Solo, Trainer
+from charrnn.training.parts import Parts, RunState, Solo
+from charrnn.training.trainer import Trainer
 
 
 def check(config: TrainConfig, resume: bool = False) -> None:
@@ -48,6 +49,11 @@ def build_trainer(config: TrainConfig, resume: bool = False, folder=None) -> tup
     if not resume and ckpt.has_checkpoint(out):
         raise CharRNNError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
     torch_parts = _torch_setup(config) if config.engine == "torch" else None  # threads and ranks before the data
+    said: list[str] = []  # the precision's line, printed once the config has passed every check below
+    if torch_parts is not None:  # before the settings rule, which measures this machine's speed in this precision
+        from charrnn.engines.precision import pick_precision
+
+        config = replace(config, precision=pick_precision(config.precision, torch_parts[0], say=said.append))
     saved = ckpt.read_meta(ckpt.resolve(out, "last")) if resume else None
     source = _init_source(config) if config.init_from and not resume else None
     task, labels = get_task(config.task), ()
@@ -66,9 +72,6 @@ def build_trainer(config: TrainConfig, resume: bool = False, folder=None) -> tup
     head = 0 if task.generates else len(labels)  # a classifier's C labels, a tagger's K tags; else V characters
     config = replace(config, model=replace(config.model, vocab_size=vocab.size, head_size=head))
     if torch_parts is not None:
-        from charrnn.engines.precision import pick_precision
-
-        config = replace(config, precision=pick_precision(config.precision, torch_parts[0]))  # saved as fp32/bf16
         engine, group = _torch_engine(config, *torch_parts), torch_parts[1]
         if config.model.cutoffs:  # the adaptive head's clusters follow the training split (resume: as saved)
             from charrnn.engines.model import frequency_rank
@@ -98,6 +101,9 @@ def build_trainer(config: TrainConfig, resume: bool = False, folder=None) -> tup
             ) from None
         trainer.run_state = RunState.from_dict(state)
         trainer.hidden = engine.load_state_dict(state, config.batch_size, config.seed, trainer.step)
+    if group.is_main:
+        for line in said:
+            print(line, file=sys.stderr)
     return trainer, group
 
 

@@ -210,9 +210,10 @@ def _default(f):
     return f.default_factory() if f.default_factory is not MISSING else f.default
 
 
-def measure_speed(device, seconds: float = 1.0) -> float:
+def measure_speed(device, seconds: float = 1.0, precision: str = "fp32") -> float:
     """This machine's training speed in multiply-adds per second, as train_cost counts them: a 2x256
-    LSTM with a 64-character head trained on random ids (B=16, T=64) for about `seconds`. The median
+    LSTM with a 64-character head trained on random ids (B=16, T=64) for about `seconds`, in the
+    precision the run trains in (bf16 on AMX buys about twice the model per minute). The median
     step counts, not the mean: the first steps are slow (allocation, kernel choice), and a shared
     machine has hiccups."""
     import statistics
@@ -220,6 +221,7 @@ def measure_speed(device, seconds: float = 1.0) -> float:
     import torch
 
     from charrnn.engines.model import CharRNN, loss_fn
+    from charrnn.engines.precision import autocast
 
     probe = ModelConfig(vocab_size=64, hidden_size=256, layers=2, embedding_size=64)
     generator = torch.Generator().manual_seed(0)
@@ -231,9 +233,11 @@ def measure_speed(device, seconds: float = 1.0) -> float:
         times: list[float] = []
         while sum(times[1:]) < seconds or len(times) < 6:
             start = time.perf_counter()
-            logits, _ = model(x[:, :-1])
+            with autocast(device, precision):
+                logits, _ = model(x[:, :-1])
+                loss = loss_fn(logits, x[:, 1:])
             optimizer.zero_grad()
-            loss_fn(logits, x[:, 1:]).backward()
+            loss.backward()
             optimizer.step()
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
@@ -246,7 +250,7 @@ def adapt(config: TrainConfig, counts, device, dist=None, log=print) -> TrainCon
     prediction on the PyTorch engine. A distributed run's speed is the sum of its ranks' (the same on each)."""
     if config.settings != "auto" or not config.max_time or config.task != "next-char" or config.engine != "torch":
         return config
-    speed = measure_speed(device)
+    speed = measure_speed(device, precision=config.precision)
     if dist is not None:
         speed = dist.reduce([speed])[0]
     choice = choose(config, counts, speed, given_knobs(config))
