@@ -27,6 +27,10 @@ corpora.md and corpora.png (bpc per corpus, both models, one panel per budget) t
     python benchmarks/corpora.py --budget 120 600 --threads 2      # the whole suite: ~2 hours
     python benchmarks/corpora.py --budget 30 --corpora verwandlung names
     python benchmarks/corpora.py --budget 120 --corpora mine=~/texts/ --charrnn-args "--preset small"
+    python benchmarks/corpora.py --merge runs/a runs/b --out runs/suite   # one table and plot of several runs
+
+--merge joins the corpora.json of runs made side by side (say, two processes of one thread
+each on a 2-core machine, each given some of the corpora) into one table and plot.
 """
 
 from __future__ import annotations
@@ -223,6 +227,7 @@ def parse_args(argv: list[str] | None):
     p.add_argument("--score-streams", type=int, default=1, help="streams charrnn's scoring reads the split as")
     p.add_argument("--block", type=int, default=64, help="the transformer's context, and its scoring window")
     p.add_argument("--stride", type=int, default=32, help="the scoring window's stride")
+    p.add_argument("--merge", type=Path, nargs="+", help="instead of training: join these runs' corpora.json in --out")
     args = p.parse_args(argv)
     args.budget = args.budget or [120.0, 600.0]
     args.corpora = args.corpora or list(CORPORA)
@@ -231,8 +236,31 @@ def parse_args(argv: list[str] | None):
     return args
 
 
+def merge(folders: list[Path], out: Path) -> list[dict]:
+    """The results of several suite runs in one table and plot (sorted by budget, then corpus)."""
+    runs = []
+    for folder in folders:
+        try:
+            runs.append(json.loads((folder / "corpora.json").read_text()))
+        except (OSError, ValueError) as e:
+            raise CharRNNError(f"--merge: cannot read {folder / 'corpora.json'} ({e})") from None
+    order = {name: i for i, name in enumerate(CORPORA)}
+    results = sorted(
+        (r for run in runs for r in run["results"]), key=lambda r: (r["budget"], order.get(r["corpus"], 99))
+    )
+    about = " / ".join(sorted({f"{run['machine']}; charrnn {run['charrnn_args']}" for run in runs}))
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "corpora.json").write_text(json.dumps({"merged": [str(f) for f in folders], "results": results}, indent=1))
+    (out / "corpora.md").write_text(f"{about}\n\n{table(results)}\n")
+    plot(results, out / "corpora.png", about)
+    print(f"{about}\n\n{table(results)}\n\nwritten: {out}/corpora.json, .md, .png")
+    return results
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
     args = parse_args(argv)
+    if args.merge:
+        return merge(args.merge, Path(args.out))
     if args.threads:
         torch.set_num_threads(args.threads)
     args.threads = torch.get_num_threads()  # both models get this number, explicitly

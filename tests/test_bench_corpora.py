@@ -109,6 +109,16 @@ def test_the_suite_runs_on_tiny_texts(tmp_path):
     assert names["distinct"] == len(set("anna\nbob\ncarla\ndieter\nelse\n"))
     assert f"| names | {names['distinct']} |" in (tmp_path / "out" / "corpora.md").read_text()
 
+    # two runs made side by side, merged: sorted by budget then corpus, the rows unchanged
+    first = json.loads((tmp_path / "out" / "corpora.json").read_text())
+    (tmp_path / "b").mkdir()
+    late = {**first, "results": [{**first["results"][0], "budget": 0.5}]}
+    (tmp_path / "b" / "corpora.json").write_text(json.dumps(late))
+    merged = corpora.main(["--merge", str(tmp_path / "out"), str(tmp_path / "b"), "--out", str(tmp_path / "m")])
+    assert [(r["corpus"], r["budget"]) for r in merged] == [("names", 0.5), ("names", 1.5), ("small", 1.5)]
+    assert merged[1] == first["results"][0]
+    assert (tmp_path / "m" / "corpora.png").stat().st_size > 1000
+
 
 def test_flags_the_benchmark_sets_are_refused_in_charrnn_args(tmp_path):
     with pytest.raises(corpora.CharRNNError, match="--max-time"):
