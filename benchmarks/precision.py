@@ -36,7 +36,7 @@ def measure(args, precision: str, seed: int, out: str) -> tuple[float, list[floa
     after args.steps steps in `precision`."""
     config = TrainConfig(
         out=out,
-        model=ModelConfig(cell="lstm", layers=args.layers, hidden_size=args.hidden, embedding_size=64),
+        model=ModelConfig(cell=args.cell, layers=args.layers, hidden_size=args.hidden, embedding_size=64),
         batch_size=args.batch_size,
         seq_len=args.seq_len,
         max_epochs=0,
@@ -66,6 +66,7 @@ def measure(args, precision: str, seed: int, out: str) -> tuple[float, list[floa
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--steps", type=int, default=100)
+    p.add_argument("--cell", default="lstm", choices=("rnn", "lstm", "gru"))
     p.add_argument("--hidden", type=int, default=256)
     p.add_argument("--layers", type=int, default=2)
     p.add_argument("--batch-size", type=int, default=64)
@@ -80,7 +81,7 @@ def main() -> None:
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
     why = fast_bf16(device)
     print(
-        f"LSTM {args.layers}x{args.hidden}, B={args.batch_size}, T={args.seq_len}, {args.steps} steps on {where}; "
+        f"{args.cell.upper()} {args.layers}x{args.hidden}, B={args.batch_size}, T={args.seq_len}, {args.steps} steps on {where}; "
         f"auto picks {'bf16 (' + why + ')' if why else 'fp32 (no fast bf16 here)'}",
         flush=True,
     )

@@ -425,9 +425,9 @@ def step_precision(c: Check) -> None:
     cmd = [sys.executable, str(ROOT / "benchmarks/precision.py"), "--device", c.device, *shape]
     rc, text, s = c.run("precision", cmd, 150)
     rows = {ln.split()[0]: ln.split()[1:] for ln in text.splitlines() if ln.split()[:1] in (["fp32"], ["bf16"])}
-    figures = "; ".join(f"{k}: {v[0]} chars/s, val {v[1]}" for k, v in rows.items()) or "-"
+    figures = "; ".join(f"{k}: {v[-2]} chars/s, val {v[-1]}" for k, v in rows.items()) or "-"  # (seed,) chars/s, loss
     if len(rows) == 2:
-        ratio = float(rows["bf16"][0].replace(",", "")) / float(rows["fp32"][0].replace(",", ""))
+        ratio = float(rows["bf16"][-2].replace(",", "")) / float(rows["fp32"][-2].replace(",", ""))
         figures += f"; bf16 / fp32 speed {ratio:.2f}"
     ok = rc == 0 and len(rows) == 2
     c.add("--precision bf16 vs fp32", "PASS" if ok else failure(rc, text), figures, " ".join(cmd[1:]), s)

@@ -157,6 +157,7 @@ def test_the_speed_probe_leaves_the_random_streams_alone():
     expected = torch.rand(4)
     torch.manual_seed(3)
     assert measure_speed(torch.device("cpu"), seconds=0.05) > 0
+    assert measure_speed(torch.device("cpu"), seconds=0.05, precision="bf16", cell="gru") > 0  # the run's own
     assert torch.equal(torch.rand(4), expected)
 
 

@@ -94,6 +94,10 @@ def train_cost(m: ModelConfig) -> float:
     return 3.0 * (layers + head)
 
 
+def pick_cell(train_chars: int) -> str:
+    return "gru" if train_chars < SMALL_CORPUS else "lstm"
+
+
 def recurrent_weights(m: ModelConfig) -> int:
     """The weights of the recurrent layers (embedding and head left out: they grow with V, not with what
     the model can learn from context)."""
@@ -118,7 +122,7 @@ def choose(config: TrainConfig, counts, speed: float, given: set[str]) -> Choice
     wide = V > LARGE_VOCAB
     cutoffs = adaptive_cutoffs(counts) if wide else []
     if "cell" not in given:
-        m = replace(m, cell="gru" if train_chars < SMALL_CORPUS else "lstm")
+        m = replace(m, cell=pick_cell(train_chars))
 
     def shaped(H: int) -> ModelConfig:
         L, E = 2 if H < 512 else 3, H if wide else 64
@@ -210,10 +214,11 @@ def _default(f):
     return f.default_factory() if f.default_factory is not MISSING else f.default
 
 
-def measure_speed(device, seconds: float = 1.0, precision: str = "fp32") -> float:
+def measure_speed(device, seconds: float = 1.0, precision: str = "fp32", cell: str = "lstm") -> float:
     """This machine's training speed in multiply-adds per second, as train_cost counts them: a 2x256
-    LSTM with a 64-character head trained on random ids (B=16, T=64) for about `seconds`, in the
-    precision the run trains in (bf16 on AMX buys about twice the model per minute). The median
+    `cell` with a 64-character head trained on random ids (B=16, T=64) for about `seconds`, in the
+    precision the run trains in. Both matter: per multiply-add oneDNN runs an LSTM faster than a GRU,
+    and bf16 on AMX speeds the LSTM up ~1.8x but the GRU only ~1.1x (one thread, B=16, T=64). The median
     step counts, not the mean: the first steps are slow (allocation, kernel choice), and a shared
     machine has hiccups."""
     import statistics
@@ -223,7 +228,7 @@ def measure_speed(device, seconds: float = 1.0, precision: str = "fp32") -> floa
     from charrnn.engines.model import CharRNN, loss_fn
     from charrnn.engines.precision import autocast
 
-    probe = ModelConfig(vocab_size=64, hidden_size=256, layers=2, embedding_size=64)
+    probe = ModelConfig(cell=cell, vocab_size=64, hidden_size=256, layers=2, embedding_size=64)
     generator = torch.Generator().manual_seed(0)
     fork = torch.random.fork_rng(devices=[device] if device.type == "cuda" else [])
     with fork:  # the probe's weights must not move the run's seeded random streams
@@ -250,9 +255,11 @@ def adapt(config: TrainConfig, counts, device, dist=None, log=print) -> TrainCon
     prediction on the PyTorch engine. A distributed run's speed is the sum of its ranks' (the same on each)."""
     if config.settings != "auto" or not config.max_time or config.task != "next-char" or config.engine != "torch":
         return config
-    speed = measure_speed(device, precision=config.precision)
+    given = given_knobs(config)
+    cell = config.model.cell if "cell" in given else pick_cell(int(sum(counts)))
+    speed = measure_speed(device, precision=config.precision, cell=cell)
     if dist is not None:
         speed = dist.reduce([speed])[0]
-    choice = choose(config, counts, speed, given_knobs(config))
+    choice = choose(config, counts, speed, given)
     log(choice.why)
     return choice.config
