@@ -4,7 +4,8 @@ For each corpus and each budget it trains, one after the other in this process (
 at once), on the same threads:
 
   - charrnn, through the CLI's own flag parsing (`--charrnn-args`, default `--preset tiny`)
-    with `--max-time BUDGET --max-epochs 0`; its best checkpoint (by its own validation);
+    with `--max-time BUDGET` (a preset ends a run by time alone, unless `--settings auto` stops a small
+    text after 20 epochs); its best checkpoint (by its own validation);
   - a transformer with nanoGPT's README CPU configuration (benchmarks/tiny_gpt.py), for
     the same budget; the weights of its best validation estimate.
 
@@ -88,7 +89,7 @@ def charrnn_config(path: Path, out: Path, budget: float, threads: int, extra: st
     flags = shlex.split(extra)
     if taken := [f for f in flags if f.split("=")[0] in FIXED]:
         raise CharRNNError(f"--charrnn-args may not hold {', '.join(taken)}: the benchmark sets it")
-    argv = ["train", "--data", str(path), "--out", str(out), "--quiet", "--max-epochs", "0", *flags]
+    argv = ["train", "--data", str(path), "--out", str(out), "--quiet", *flags]
     argv += ["--max-time", str(budget), "--threads", str(threads)]
     return train_config_from_args(build_parser().parse_args(argv))
 

@@ -81,7 +81,8 @@ def main() -> None:
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
     why = fast_bf16(device)
     print(
-        f"{args.cell.upper()} {args.layers}x{args.hidden}, B={args.batch_size}, T={args.seq_len}, {args.steps} steps on {where}; "
+        f"{args.cell.upper()} {args.layers}x{args.hidden}, B={args.batch_size}, T={args.seq_len}, "
+        f"{args.steps} steps on {where}; "
         f"auto picks {'bf16 (' + why + ')' if why else 'fp32 (no fast bf16 here)'}",
         flush=True,
     )

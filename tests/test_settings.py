@@ -4,6 +4,7 @@ own modules, which knobs it leaves alone, and the CLI that prints it."""
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from dataclasses import replace
@@ -103,7 +104,8 @@ def test_a_small_corpus_caps_the_model_at_8_recurrent_weights_per_character():
 def test_a_text_read_over_ten_times_is_validated_about_twelve_times_else_three(train_chars, evals):
     for budget in (120, 600):
         c = pick(budget, train_chars=train_chars).config
-        expected_steps = budget * SPEED / train_cost(c.model) / (c.batch_size * c.seq_len)
+        chars = min(budget * SPEED / train_cost(c.model), (c.max_epochs or math.inf) * train_chars)  # 20 epochs
+        expected_steps = chars / (c.batch_size * c.seq_len)
         assert evals - 1 <= expected_steps / c.eval_every <= evals + 1
 
 
@@ -121,6 +123,22 @@ def test_dropout_and_weight_decay_follow_the_epochs_the_budget_allows():
     fast = pick(600, train_chars=100_000, speed=SPEED * 8).config  # a GPU: still the smallest, noisiest batches
     assert (many.batch_size, many.seq_len) == (fast.batch_size, fast.seq_len) == (16, 64)
     assert pick(600, speed=SPEED * 8).config.batch_size > 16  # Tiny Shakespeare on a GPU: larger batches
+
+
+def test_a_small_text_stops_after_20_epochs_and_a_typed_max_epochs_is_kept():
+    names = pick(600, train_chars=100_000)  # could read it ~80 times
+    c = names.config
+    assert c.max_epochs == settings.EPOCH_CAP == 20 and "stops after 20 epochs" in names.why
+    assert c.model.dropout == 0.5  # regularised by what the budget could read, not by the cap
+    steps = 20 * 100_000 / (c.batch_size * c.seq_len)  # validated ~EVALS times within those 20 epochs
+    assert c.eval_every == pytest.approx(steps / settings.EVALS, rel=0.01)
+    assert pick(600).config.max_epochs == 0  # Tiny Shakespeare, ~5 epochs: the time budget alone
+    kept = pick(600, train_chars=100_000, given={"max_epochs"}, max_epochs=50).config
+    assert (
+        kept.max_epochs == 50
+        and kept.eval_every > c.eval_every
+        and "stops after" not in pick(600, train_chars=100_000, given={"max_epochs"}, max_epochs=50).why
+    )
 
 
 def test_a_typed_optimizer_keeps_its_own_weight_decay():
