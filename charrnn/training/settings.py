@@ -30,6 +30,8 @@ left out from the time budget (--max-time, or a preset's), the corpus and this m
     lr              1 / H, times sqrt(B / 16): smaller for wider layers, larger for bigger batches
     schedule        cosine down to 2% over the budget, after a warm-up of a tenth of the expected
                     steps (at most 300): the presets' schedule, whatever the budget
+    max_epochs      EPOCH_CAP when the budget could read the text more often than that (a small text only
+                    overfits after it: Die Verwandlung at 10 minutes, best at 16 epochs of 82), else 0
     eval_every      when the budget reads the text over 10 times, about EVALS validations, so that
                     best/ catches the minimum of the validation loss, which such a run passes early
                     (and its validation split is small, so they are cheap); else 3 (the budget
