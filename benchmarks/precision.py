@@ -31,8 +31,8 @@ from charrnn.training.build import build_trainer, pick_device
 from charrnn.training.config import TrainConfig
 
 
-def measure(args, precision: str, seed: int, out: str) -> tuple[float, list[float]]:
-    """(training chars/s, validation losses every args.eval_every steps and at the end)
+def measure(args, precision: str, seed: int, out: str) -> tuple[float, dict[int, float]]:
+    """(training chars/s, {step: validation loss} every args.eval_every steps and at the end)
     after args.steps steps in `precision`."""
     config = TrainConfig(
         out=out,
@@ -50,16 +50,16 @@ def measure(args, precision: str, seed: int, out: str) -> tuple[float, list[floa
     )
     trainer, _ = build_trainer(config)
     float(trainer.train_step())  # warm-up (oneDNN/cuDNN primitives), counted among the steps
-    seconds, curve = 0.0, []
+    seconds, curve = 0.0, {}
     for step in range(2, args.steps + 1):
         start = time.perf_counter()
         loss = trainer.train_step()
-        if args.eval_every and step % args.eval_every == 0 or step == args.steps:
+        scored = args.eval_every and step % args.eval_every == 0 or step == args.steps
+        if scored:
             float(loss)  # a GPU finishes its queued steps here
-            seconds += time.perf_counter() - start
-            curve.append(trainer.validation_loss())  # not timed
-        else:
-            seconds += time.perf_counter() - start
+        seconds += time.perf_counter() - start
+        if scored:
+            curve[step] = trainer.validation_loss()  # not timed
     return (args.steps - 1) * args.batch_size * args.seq_len / seconds, curve
 
 
@@ -92,13 +92,12 @@ def main() -> None:
         for seed in range(1, args.seeds + 1):
             for precision in ("fp32", "bf16"):
                 cps, curves[precision, seed] = measure(args, precision, seed, f"{tmp}/{precision}{seed}")
-                print(f"{precision:10} {seed:4} {cps:10,.0f} {curves[precision, seed][-1]:9.4f}", flush=True)
+                print(f"{precision:10} {seed:4} {cps:10,.0f} {curves[precision, seed][args.steps]:9.4f}", flush=True)
     if args.eval_every:
-        steps = [s for s in range(2, args.steps + 1) if s % args.eval_every == 0 or s == args.steps]
         print("\nvalidation loss by step")
         print(f"{'step':>6} " + " ".join(f"{f'{p}/{s}':>10}" for p, s in curves) + "  bf16-fp32 (mean)  fp32 spread")
-        for i, step in enumerate(steps):
-            row = {k: v[i] for k, v in curves.items()}
+        for step in curves["fp32", 1]:
+            row = {k: v[step] for k, v in curves.items()}
             fp32 = [v for (p, _), v in row.items() if p == "fp32"]
             bf16 = [v for (p, _), v in row.items() if p == "bf16"]
             gap = sum(bf16) / len(bf16) - sum(fp32) / len(fp32)

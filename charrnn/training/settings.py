@@ -147,17 +147,19 @@ def choose(config: TrainConfig, counts, speed: float, given: set[str]) -> Choice
         ]
         model = shaped(fits[-1] if fits else LADDER[0])
     C = full = chars(model)
+    could = full / max(1, train_chars)  # epochs the budget could read
     # Regularise by how often the budget could read the text: a text small enough for that to pass
     # EPOCH_CAP wants the most dropout even when the cap below stops it there (at 10 minutes, capped
     # at 20 epochs: the names 1.765 at dropout 0.5 against 1.807 at 0.25; Die Verwandlung 1.436
     # against 1.419; 0.5 better on the mean, and on the text where charrnn is furthest behind)
-    _, dropout, decay = next(row for row in REGULARISE if C / max(1, train_chars) <= row[0])
+    _, dropout, decay = next(row for row in REGULARISE if could <= row[0])
     # A small text read over EPOCH_CAP times only overfits after that (Die Verwandlung at 10 minutes:
     # best validation at 16 epochs of 82, 1.475 nats, and 1.776 at the end): the schedule decays over
     # EPOCH_CAP epochs and the run ends there, with the low learning rate the best model needs (the
     # same budget capped at 20 epochs: 1.436 on the whole split; at 12 epochs: 1.451).
-    cap = EPOCH_CAP if "max_epochs" not in given else config.max_epochs or math.inf
-    C = min(C, cap * train_chars)
+    capped = "max_epochs" not in given and could > EPOCH_CAP
+    limit = (config.max_epochs or math.inf) if "max_epochs" in given else EPOCH_CAP
+    C = min(full, limit * train_chars)
     epochs = C / max(1, train_chars)
     if "dropout" not in given:
         model = replace(model, dropout=dropout)
@@ -177,7 +179,7 @@ def choose(config: TrainConfig, counts, speed: float, given: set[str]) -> Choice
         "warmup_steps": min(300, round(steps / 10)),
         "eval_every": max(10, round(steps / (EVALS if many else 3))),
     }
-    schedule["max_epochs"] = EPOCH_CAP if epochs >= EPOCH_CAP else 0  # 0: the time budget alone ends the run
+    schedule["max_epochs"] = EPOCH_CAP if capped else 0  # 0: the time budget alone ends the run
     schedule = {k: v for k, v in (schedule | regularise).items() if k not in given}
     chosen = replace(config, model=model, batch_size=B, seq_len=T, lr=lr, **schedule)
     shape = f"{model.cell.upper()} {model.layers}x{model.hidden_size}"
@@ -189,11 +191,11 @@ def choose(config: TrainConfig, counts, speed: float, given: set[str]) -> Choice
         + (f", weight decay {chosen.weight_decay:g}" if chosen.weight_decay else "")
         + f", batch {B}x{T}, "
         f"lr {lr:g} ({chosen.lr_schedule}, warm-up {chosen.warmup_steps}).\n"
-        f"  Why: it can read ~{full / 1e6:.1f} M characters ({full / max(1, train_chars):.1f} epochs, "
+        f"  Why: it can read ~{full / 1e6:.1f} M characters ({could:.1f} epochs, "
         f"{full / recurrent_weights(model):.1f} per recurrent weight)"
         + (
             f"; it stops after {EPOCH_CAP} epochs (~{C / full * config.max_time:.0f} s): more would overfit this text"
-            if chosen.max_epochs == EPOCH_CAP and "max_epochs" not in given
+            if capped
             else ""
         )
         + (f"; kept from your flags: {', '.join(sorted(given & _RULE))}" if given & _RULE else "")
