@@ -75,7 +75,7 @@ def test_a_new_run_starts_from_the_old_weights_and_learns_the_new_characters(tmp
     )
     capsys.readouterr()
 
-    def new_run(name, *extra):
+    def new_run(name, *extra, weight_drop=0.0):
         config = TrainConfig(
             out=str(tmp_path / name),
             data=DataConfig(data=str(tmp_path / "new.txt")),
@@ -86,12 +86,13 @@ def test_a_new_run_starts_from_the_old_weights_and_learns_the_new_characters(tmp
             eval_every=30,
             quiet=True,
             lr=0.01,
-            model=ModelConfig(hidden_size=32, embedding_size=16),
+            model=ModelConfig(hidden_size=32, embedding_size=16, weight_drop=weight_drop),
             **dict(extra),
         )
         return build_trainer(config)[0]
 
-    tuned, scratch = new_run("tuned", ("init_from", str(tmp_path / "old"))), new_run("scratch")
+    tuned = new_run("tuned", ("init_from", str(tmp_path / "old")), weight_drop=0.1)
+    scratch = new_run("scratch")
     assert "2 new character(s) 'Wö' added to the vocabulary" in capsys.readouterr().err
     start = tuned.validation_loss()
     result, baseline = tuned.run(), scratch.run()
@@ -100,6 +101,7 @@ def test_a_new_run_starts_from_the_old_weights_and_learns_the_new_characters(tmp
     meta = json.loads((tmp_path / "tuned" / "best" / "checkpoint.json").read_text())
     old_chars = json.loads((tmp_path / "old" / "best" / "checkpoint.json").read_text())["vocab"]["chars"]
     assert meta["vocab"]["chars"] == old_chars + "Wö" and meta["train"]["init_from"] == str(tmp_path / "old")
+    assert meta["model"]["weight_drop"] == 0.1  # the old run's shape, the new run's regularisation
     # --resume continues the fine-tuned run itself: same vocabulary, its own weights
     assert main(["train", "--out", str(tmp_path / "tuned"), "--resume", "--max-steps", "70"]) == 0
     resumed = json.loads((tmp_path / "tuned" / "last" / "checkpoint.json").read_text())

@@ -37,6 +37,52 @@ def test_matches_pytorch_modules_wired_by_hand(cell):
     assert m.init_state(2)[0].shape == (2, 2, 12) and len(m.init_state(2)) == (2 if cell == "lstm" else 1)
 
 
+def _wired_by_hand(m: CharRNN, x: torch.Tensor, drop: float, seed: int) -> torch.Tensor:
+    """m's training forward rebuilt from a plain nn.GRU/LSTM whose hidden-to-hidden weights are
+    dropped by hand with the same random stream (one mask per weight, in parameter order)."""
+    rnn = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}[m.config.cell](7, 12, num_layers=2, batch_first=True)
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for name, w in m.rnn.named_parameters():
+            dropped = torch.nn.functional.dropout(w, drop) if name.startswith("weight_hh") else w
+            getattr(rnn, name).copy_(dropped)
+    out, _ = rnn(torch.nn.functional.one_hot(x, 7).float())
+    return m.head(out)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_weight_drop_masks_the_recurrent_weights_once_per_batch(cell):
+    """--weight-drop: in training, the layer runs on hidden-to-hidden weights dropped with one mask
+    for every stream and step (a plain layer given the same dropped weights agrees); the input
+    weights are untouched; a dropped weight gets no gradient; in eval mode nothing is dropped."""
+    torch.manual_seed(0)
+    config = ModelConfig(vocab_size=7, cell=cell, layers=2, hidden_size=12, embedding_size=0, weight_drop=0.5)
+    m = CharRNN(config).train()
+    x = torch.randint(0, 7, (3, 6))
+    torch.manual_seed(5)
+    logits, _ = m(x)
+    assert torch.allclose(logits, _wired_by_hand(m, x, 0.5, seed=5), atol=1e-6)
+    assert not torch.allclose(logits, _wired_by_hand(m, x, 0.0, seed=5), atol=1e-3)
+    logits.square().sum().backward()
+    hh, ih = m.rnn.weight_hh_l1.grad, m.rnn.weight_ih_l1.grad
+    assert 0.3 < (hh == 0).float().mean() < 0.7 and (ih == 0).float().mean() < 0.05
+    m.eval()
+    assert torch.allclose(m(x)[0], _wired_by_hand(m, x, 0.0, seed=5), atol=1e-6)
+
+
+def test_weight_drop_under_bf16_autocast_matches_float32():
+    """The dropped copies are cast once for autocast; the result is float32's within bf16 rounding."""
+    torch.manual_seed(0)
+    m = CharRNN(ModelConfig(vocab_size=7, cell="gru", layers=2, hidden_size=12, embedding_size=0, weight_drop=0.3))
+    x = torch.randint(0, 7, (3, 6))
+    torch.manual_seed(1)
+    full, _ = m(x)
+    torch.manual_seed(1)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low, _ = m(x)
+    assert torch.allclose(low.float(), full, atol=0.05) and not torch.allclose(full, m.eval()(x)[0], atol=1e-3)
+
+
 def test_tied_weights_share_the_embedding():
     m = CharRNN(ModelConfig(vocab_size=9, hidden_size=16, embedding_size=16, tie_weights=True))
     assert m.head.weight is m.embedding.weight

@@ -304,6 +304,7 @@ def test_cli_train_reference_then_sample_and_eval(tmp_path, text, capsys):
     [
         (["--optimizer", "adamw"], "no --optimizer adamw"),
         (["--dropout", "0.2"], "no dropout"),
+        (["--weight-drop", "0.2"], "weight drop"),
         (["--device", "cuda"], "CPU"),
     ],
 )

@@ -28,6 +28,13 @@ class ModelConfig(Checked):
         64, "E: size of the learned character embedding", ge=1, off=(0, "1-of-k one-hot input, as in the article")
     )
     dropout: float = knob(0.0, "dropout probability between layers and before the output layer", ge=0, lt=1)
+    weight_drop: float = knob(
+        0.0,
+        "while training, drop this share of the recurrent (hidden-to-hidden) weights, a new mask each batch "
+        "(AWD-LSTM's weight drop): regularises the recurrence itself, which --dropout does not reach",
+        ge=0,
+        lt=1,
+    )
     tie_weights: bool = knob(
         False, "share the input embedding with the output layer (needs --embedding-size equal to --hidden-size)"
     )

@@ -52,16 +52,22 @@ def cross_entropy(logits: np.ndarray, targets: np.ndarray) -> tuple[float, np.nd
     return float(loss), (dz / len(scored)).reshape(logits.shape)
 
 
+def refuse_extras(config: ModelConfig) -> None:
+    """A one-line error for what is not part of the article's model."""
+    if config.dropout or config.weight_drop or config.tie_weights or config.bidirectional:
+        raise CharRNNError(
+            "the reference engine has no dropout, weight drop, tied weights or --bidirectional: "
+            "use --dropout 0 --weight-drop 0, drop the others"
+        )
+
+
 class CharRNN:
     """The reference character model. Parameters are NumPy arrays, named in `params()`
     as "embedding" and "layers.K.NAME" (NAME a cell's W_xh, W_hh, b_h, ..., W_hy, b_y)."""
 
     def __init__(self, config: ModelConfig, rng=None, dtype=np.float64):
         config.check()
-        if config.dropout or config.tie_weights or config.bidirectional:  # not part of the article's model
-            raise CharRNNError(
-                "the reference engine has no dropout, tied weights or --bidirectional: use --dropout 0, drop the others"
-            )
+        refuse_extras(config)
         self.config = config
         V, E, H, L = config.vocab_size, config.embedding_size, config.hidden_size, config.layers
         rng = np.random.default_rng(rng)

@@ -60,7 +60,8 @@ def build_trainer(config: TrainConfig, resume: bool = False, folder=None) -> tup
     if source is not None:  # fine-tuning: the run's vocabulary, grown by the new text's characters
         grown = grow_vocab(source.vocab, load_corpus(config.data).vocab, end=bool(config.data.items))
         corpus = load_corpus(config.data, grown.with_end(False))
-        config = replace(config, model=replace(source.model, dropout=config.model.dropout))
+        regularise = {"dropout": config.model.dropout, "weight_drop": config.model.weight_drop}
+        config = replace(config, model=replace(source.model, **regularise))
         vocab, batches, val = _layout(config, corpus)
     elif task.labelled:
         vocab, batches, val, labels = _labelled_layout(config, saved)
@@ -266,6 +267,7 @@ def make_optimizer(config: TrainConfig, params):
 
 def check_reference(config: TrainConfig, resume: bool) -> None:
     """Reject, at once, what the reference engine does not do."""
+    from charrnn.reference.model import refuse_extras
     from charrnn.reference.optim import OPTIMIZERS
 
     if resume:
@@ -281,10 +283,7 @@ def check_reference(config: TrainConfig, resume: bool) -> None:
         raise CharRNNError("--engine reference computes in float64 with NumPy: drop --precision bf16")
     if config.model.cutoffs:
         raise CharRNNError("--engine reference has the article's full softmax: drop --cutoffs, or use --engine torch")
-    if config.model.dropout or config.model.tie_weights or config.model.bidirectional:
-        raise CharRNNError(
-            "the reference engine has no dropout, tied weights or --bidirectional: use --dropout 0, drop the others"
-        )
+    refuse_extras(config.model)
 
 
 def _reference_engine(config: TrainConfig):

@@ -38,8 +38,8 @@ class TrainConfig(Checked):
     settings: str = knob(
         "auto",
         "auto: with a time budget (--max-time or a preset), choose what you leave out (hidden size, layers, "
-        "embedding, tying, dropout, batch, seq len, lr) for this corpus, the budget and this machine's speed, "
-        "and print why; fixed: the defaults and preset as they are",
+        "embedding, tying, dropout, weight drop, batch, seq len, lr) for this corpus, the budget and this "
+        "machine's speed, and print why; fixed: the defaults and preset as they are",
         choices=SETTINGS,
     )
     keep: list[str] | None = knob(
@@ -103,7 +103,7 @@ class TrainConfig(Checked):
     seed: int = knob(1337, "random seed for the initial weights and dropout", ge=0, le=MAX_SEED)
     init_from: str | None = knob(
         None,
-        "fine-tune: start from this run's best weights (its model shape; --dropout "
+        "fine-tune: start from this run's best weights (its model shape; --dropout and --weight-drop "
         "may change) instead of random ones, in a new --out; the vocabulary is the run's, "
         "grown by the new text's characters",
         nonempty=True,
