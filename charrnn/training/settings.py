@@ -11,8 +11,11 @@ left out from the time budget (--max-time, or a preset's), the corpus and this m
     hidden size H   the largest of the ladder whose model reads C >= RATIO x its recurrent
                     weights (a bigger model would stop before it has learned what it can) and
                     has at most DATA_RATIO recurrent weights per training character (a bigger
-                    one learns its text by heart: on Die Verwandlung's 110k characters a 2x384
-                    GRU fell to 0.90 nats on its training text and rose to 1.52 on validation)
+                    one learns its text by heart: without weight drop 8 was the limit, and on Die
+                    Verwandlung's 110k characters a 2x384 GRU fell to 0.90 nats on its training
+                    text and rose to 1.52 on validation; with it, the names' 2x384 (14 a
+                    character) scored 1.680 at 10 minutes against 1.748 for a 2x256; larger
+                    models were not measured)
     layers L        2, or 3 from H = 512 up (the former medium and large presets)
     embedding E     64; for V > LARGE_VOCAB, E = H and an adaptive softmax (--cutoffs) whose
     cutoffs         clusters start where the commonest characters cover COVERAGE of the training
@@ -23,6 +26,10 @@ left out from the time budget (--max-time, or a preset's), the corpus and this m
                     2.5 epochs AdamW's decoupled weight decay 0.1 as well (西遊記 at 10 minutes:
                     4.46-4.47 nats in three runs, against 4.56 without; the names, read ~80 times:
                     1.78 at dropout 0.5 with decay, where a 2x384 GRU at 0.35 without got 1.82)
+    weight drop     WEIGHT_DROP on a small text (under SMALL_CORPUS) read over 2.5 epochs: DropConnect
+                    on the recurrent weights (the names at 10 minutes: 1.783 -> 1.748, and a 2x384
+                    then 1.680; at 2 minutes 1.790 -> 1.753), not on a large one (Tiny Shakespeare
+                    at 10 minutes: 1.405 -> 1.453, the LSTM's bf16 kernel ~20% slower with it)
     batch B, T      as many updates as the budget allows: B = C / (STEPS x T), 16 to 128, and at most
                     what leaves 10 batches an epoch (a text of a few thousand characters); a text read
                     over MANY_EPOCHS times: 16x64, whose noisier updates generalise better (the names
@@ -53,7 +60,7 @@ from charrnn.training.config import TrainConfig
 
 LADDER = (64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048)  # hidden sizes the rule picks from
 RATIO = 1.0  # characters read per recurrent weight that a model must reach in the budget
-DATA_RATIO = 8.0  # recurrent weights per training character that a model may have at most
+DATA_RATIO = 16.0  # recurrent weights per training character that a model may have at most
 MANY_EPOCHS = 10  # a text read more often than this is validated EVALS times, and trained in batches of 16x64
 EVALS = 12  # validations per budget when the text is read over MANY_EPOCHS times
 EPOCH_CAP = 20  # a budget that could read the text more often than this reads it this often, and stops early
@@ -63,9 +70,10 @@ SMALL_CORPUS = 500_000  # training characters below which the cell is a GRU
 STEPS = 2000  # updates the batch size aims for: fewer, larger batches once the budget allows more
 # (epochs up to, dropout, AdamW's weight decay): more regularisation the more often the text is read
 REGULARISE = ((1.5, 0.0, 0.0), (2.5, 0.1, 0.0), (20.0, 0.25, 0.1), (math.inf, 0.5, 0.1))
+WEIGHT_DROP = 0.3  # --weight-drop for a small text (under SMALL_CORPUS) read over 2.5 epochs
 GATES = {"rnn": 1, "gru": 3, "lstm": 4}
 # The knobs the rule sets, by where they live (model config or training config).
-MODEL_KNOBS = ("cell", "layers", "hidden_size", "embedding_size", "tie_weights", "cutoffs", "dropout")
+MODEL_KNOBS = ("cell", "layers", "hidden_size", "embedding_size", "tie_weights", "cutoffs", "dropout", "weight_drop")
 TRAIN_KNOBS = (
     "batch_size",
     "seq_len",
@@ -153,6 +161,10 @@ def choose(config: TrainConfig, counts, speed: float, given: set[str]) -> Choice
     # at 20 epochs: the names 1.765 at dropout 0.5 against 1.807 at 0.25; Die Verwandlung 1.436
     # against 1.419; 0.5 better on the mean, and on the text where charrnn is furthest behind)
     _, dropout, decay = next(row for row in REGULARISE if could <= row[0])
+    # A small text read many times also gets weight drop, which lets it hold a larger model (DATA_RATIO):
+    # the names at 10 minutes 1.783 -> 1.748 (2x256) -> 1.680 (2x384). Not a large one: Tiny Shakespeare
+    # at 10 minutes went from 1.405 to 1.453 (the LSTM's fused bf16 kernel runs ~20% slower with it).
+    weight_drop = WEIGHT_DROP if train_chars < SMALL_CORPUS and decay else 0.0
     # A small text read over EPOCH_CAP times only overfits after that (Die Verwandlung at 10 minutes:
     # best validation at 16 epochs of 82, 1.475 nats, and 1.776 at the end): the schedule decays over
     # EPOCH_CAP epochs and the run ends there, with the low learning rate the best model needs (the
@@ -161,8 +173,7 @@ def choose(config: TrainConfig, counts, speed: float, given: set[str]) -> Choice
     limit = (config.max_epochs or math.inf) if "max_epochs" in given else EPOCH_CAP
     C = min(full, limit * train_chars)
     epochs = C / max(1, train_chars)
-    if "dropout" not in given:
-        model = replace(model, dropout=dropout)
+    model = replace(model, **{k: v for k, v in (("dropout", dropout), ("weight_drop", weight_drop)) if k not in given})
     # AdamW decays decoupled from the gradient's scale; a typed --optimizer keeps its own (L2) weight decay
     regularise = {"optimizer": "adamw", "weight_decay": decay} if "optimizer" not in given else {}
     # A text read over MANY_EPOCHS times keeps the smallest batches: their noisier updates generalise better
@@ -188,6 +199,7 @@ def choose(config: TrainConfig, counts, speed: float, given: set[str]) -> Choice
     why = (
         f"Settings for {budget:g} s on {train_chars:,} training characters ({V:,} distinct), this machine "
         f"~{speed / 1e9:.1f} G multiply-adds/s: {shape}, {embed}, dropout {model.dropout:g}"
+        + (f", weight drop {model.weight_drop:g}" if model.weight_drop else "")
         + (f", weight decay {chosen.weight_decay:g}" if chosen.weight_decay else "")
         + f", batch {B}x{T}, "
         f"lr {lr:g} ({chosen.lr_schedule}, warm-up {chosen.warmup_steps}).\n"
