@@ -49,12 +49,12 @@ from pathlib import Path
 import tiny_gpt  # beside this file (a test importing this module puts benchmarks/ on sys.path)
 import torch
 
-from charrnn.checkpoint import LoadConfig
 from charrnn.data.corpus import DataConfig, load_corpus
 from charrnn.data.vocab import Vocab
 from charrnn.engines.torch_engine import TorchEngine
 from charrnn.errors import CharRNNError
 from charrnn.evaluation import score
+from charrnn.load import LoadConfig
 
 LN2 = math.log(2)
 CORPORA = {  # name: file or folder in --data-dir (MANIFEST.md there says what each is)

@@ -27,10 +27,10 @@ import torch
 from machine import cpu_name  # benchmarks/machine.py
 
 from charrnn import knobs
-from charrnn.checkpoint import load_model
 from charrnn.data.corpus import DataConfig, load_corpus
 from charrnn.dynamic_eval import static_and_dynamic
 from charrnn.evaluation import DYNAMIC_DECAY, DYNAMIC_LR, DYNAMIC_SEQ_LEN
+from charrnn.load import load_model
 from charrnn.training.config import TrainConfig
 from charrnn.training.trainer import train
 

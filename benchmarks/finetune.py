@@ -26,10 +26,10 @@ import torch
 from machine import cpu_name  # benchmarks/machine.py
 
 from charrnn import knobs
-from charrnn.checkpoint import load_model
 from charrnn.data.corpus import DataConfig, load_corpus
 from charrnn.engines.torch_engine import TorchEngine
 from charrnn.evaluation import evaluate
+from charrnn.load import load_model
 from charrnn.training.config import TrainConfig
 from charrnn.training.trainer import train
 

@@ -30,11 +30,11 @@ from pathlib import Path
 import numpy as np
 from machine import cpu_name  # benchmarks/machine.py
 
-from charrnn.checkpoint import LoadConfig, load_model
 from charrnn.data.corpus import DataConfig
 from charrnn.engines.config import ModelConfig
 from charrnn.evaluation import EvalConfig
 from charrnn.labelled_eval import classify_report, eval_labelled, labelled_items, texts_of
+from charrnn.load import LoadConfig, load_model
 from charrnn.predict import Labeller
 from charrnn.sampling.generate import SampleConfig, sample
 from charrnn.training.config import TrainConfig

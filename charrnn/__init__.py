@@ -20,7 +20,7 @@ from charrnn.errors import CharRNNError
 __version__ = "0.1.0"
 
 _API = {
-    "load_model": "charrnn.checkpoint",
+    "load_model": "charrnn.load",
     "DataConfig": "charrnn.data.corpus",
     "load_corpus": "charrnn.data.corpus",
     "EvalConfig": "charrnn.evaluation",

@@ -39,19 +39,14 @@ import io
 import json
 import os
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from charrnn.data.vocab import Vocab
 from charrnn.errors import CharRNNError, os_error
-from charrnn.knobs import REQUIRED, Checked, knob
-from charrnn.tasks import get_task
 
-if TYPE_CHECKING:  # torch is imported where used, so that the NumPy engine can read and write checkpoints without it
-    import torch
+# torch is imported where used, so that the NumPy engine can read and write checkpoints without it.
 
 FORMAT = "charrnn-checkpoint"
 VERSION = 1
@@ -196,7 +191,7 @@ def _other(folder: Path) -> tuple[str, Path] | None:
     return None
 
 
-def _advice(folder: Path) -> str:
+def advice(folder: Path) -> str:
     found = _other(folder)
     if found is None or not intact(found[1]):
         return "; restore it from a backup or train again"
@@ -212,7 +207,7 @@ def _reported(fn):
         try:
             return fn(Path(folder), *args, **kwargs)
         except _Damaged as d:
-            raise CharRNNError(f"{d}{_advice(Path(folder))}") from None
+            raise CharRNNError(f"{d}{advice(Path(folder))}") from None
 
     wrapper.__doc__, wrapper.__name__ = fn.__doc__, fn.__name__
     return wrapper
@@ -335,49 +330,11 @@ def load_trainer_state(folder: Path) -> dict:
 
 
 @_reported
-def _load_into(folder: Path, model, meta: dict) -> None:
+def load_into(folder: Path, model, meta: dict) -> None:
+    """Fill `model` with folder's weights, checked against checkpoint.json and the model's shapes."""
     weights = _parse_weights(folder / WEIGHTS, _read_file(folder, WEIGHTS, meta), numpy=False)
     try:
         model.load_state_dict(weights)
     except RuntimeError as e:  # missing or unexpected names, or a tensor of the wrong shape
         first = next((ln.strip() for ln in str(e).splitlines()[1:] if ln.strip()), str(e))
         raise _Damaged(folder / WEIGHTS, f"its tensors do not fit the model in {META}: {first[:200]}") from None
-
-
-def load_model(path: str | Path, which: str = "best", device: str | torch.device = "cpu"):
-    """Load (model, vocab, meta) from a run folder or checkpoint, on CPU unless told."""
-    from charrnn.engines.model import CharRNN, ModelConfig
-
-    folder = resolve(path, which)
-    meta = read_meta(folder)
-    get_task(meta.get("task"))  # a task this charrnn does not know is refused in one line
-    try:
-        config = ModelConfig.from_json(meta["model"])
-        model = CharRNN(config)
-    except (KeyError, TypeError, ValueError) as e:
-        raise CharRNNError(
-            f"{folder / META} is damaged (its model config cannot be read: {type(e).__name__} {e}){_advice(folder)}"
-        ) from None
-    _load_into(folder, model, meta)
-    model.to(device).eval()
-    return model, Vocab.from_json(meta["vocab"]), meta
-
-
-@dataclass
-class LoadConfig(Checked):
-    """Which model to load, and where to run it: the flags that sample, eval, viz and serve share."""
-
-    run: str = knob(
-        REQUIRED, "a run folder (its best checkpoint) or a checkpoint folder", positional=True, nonempty=True
-    )
-    checkpoint: str = knob("best", "which checkpoint of a run folder", choices=("best", "last"))
-    device: str = knob(
-        "cpu",
-        "where to run the model: cpu, cuda, cuda:N or mps",
-        pattern=(r"cpu|mps|cuda(:[0-9]+)?", "cpu, cuda, cuda:N or mps"),
-    )
-
-    def load(self):
-        """(model, vocab, meta), after checking these knobs."""
-        self.check()
-        return load_model(self.run, self.checkpoint, self.device)

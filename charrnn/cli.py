@@ -26,13 +26,13 @@ class Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from charrnn.checkpoint import LoadConfig
     from charrnn.evaluation import EvalConfig
     from charrnn.export.card import CardConfig
     from charrnn.export.common import ExportConfig
     from charrnn.inspection.plot import PlotConfig
     from charrnn.inspection.serve import ServeConfig
     from charrnn.inspection.viz import VizConfig
+    from charrnn.load import LoadConfig
     from charrnn.predict import ApplyConfig
     from charrnn.reference.hello import HelloConfig
     from charrnn.sampling.generate import SampleConfig

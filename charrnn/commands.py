@@ -77,7 +77,7 @@ def cmd_train(args, argv: list[str]) -> int:
 
 
 def cmd_sample(args) -> int:
-    from charrnn.checkpoint import LoadConfig
+    from charrnn.load import LoadConfig
     from charrnn.sampling.generate import SampleConfig, sample
     from charrnn.sampling.output import prepare_stdout
 
@@ -134,8 +134,8 @@ def cmd_sample(args) -> int:
 
 def cmd_eval(args) -> int:
     from charrnn import checkpoint as ckpt
-    from charrnn.checkpoint import LoadConfig
     from charrnn.evaluation import EvalConfig, eval_run
+    from charrnn.load import LoadConfig
 
     source = knobs.from_args(LoadConfig, args)
     source.check()
@@ -165,7 +165,7 @@ def cmd_eval(args) -> int:
 
 
 def _labeller(args, command: str, tasks: tuple[str, ...]):
-    from charrnn.checkpoint import LoadConfig
+    from charrnn.load import LoadConfig
     from charrnn.predict import ApplyConfig, Labeller, read_texts
 
     config, load = knobs.from_args(ApplyConfig, args), knobs.from_args(LoadConfig, args)
@@ -204,8 +204,8 @@ def cmd_tag(args) -> int:
 
 
 def cmd_viz(args) -> int:
-    from charrnn.checkpoint import LoadConfig
     from charrnn.inspection.viz import VizConfig, viz
+    from charrnn.load import LoadConfig
 
     source = knobs.from_args(LoadConfig, args)
     source.check()
@@ -225,8 +225,8 @@ def cmd_plot(args) -> int:
 
 
 def cmd_serve(args) -> int:
-    from charrnn.checkpoint import LoadConfig
     from charrnn.inspection.serve import ServeConfig, serve
+    from charrnn.load import LoadConfig
 
     source = knobs.from_args(LoadConfig, args)
     source.check()
@@ -264,8 +264,8 @@ def cmd_export(args) -> int:
 
 
 def cmd_card(args) -> int:
-    from charrnn.checkpoint import LoadConfig
     from charrnn.export.card import CardConfig, write_card
+    from charrnn.load import LoadConfig
 
     config, load = knobs.from_args(CardConfig, args), knobs.from_args(LoadConfig, args)
     config.check()

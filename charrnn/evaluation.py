@@ -13,12 +13,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from charrnn.checkpoint import LoadConfig
 from charrnn.data.corpus import DataConfig, load_corpus
 from charrnn.data.items import ItemBatches, Items, cut_items, newline_id
 from charrnn.data.layout import Streams, shard_rows
 from charrnn.errors import CharRNNError
 from charrnn.knobs import REQUIRED, Checked, knob, like
+from charrnn.load import LoadConfig
 from charrnn.tasks import IGNORE
 from charrnn.training.config import TrainConfig
 

@@ -196,7 +196,7 @@ def _row_nats(model, x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 def eval_labelled(run: str, config, which: str = "best", device: str = "cpu") -> Report:
     """`charrnn eval` on a classify, tag, truecase or generate run (config: an evaluation.EvalConfig)."""
-    from charrnn.checkpoint import LoadConfig
+    from charrnn.load import LoadConfig
     from charrnn.predict import Labeller
 
     config.check()

@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from charrnn.checkpoint import LoadConfig
 from charrnn.data.labelled import UPPER, lower_and_case
 from charrnn.errors import CharRNNError
 from charrnn.knobs import Checked, knob
+from charrnn.load import LoadConfig
 from charrnn.tasks import require
 
 BATCH = 256  # texts per forward pass

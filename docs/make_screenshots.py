@@ -22,11 +22,12 @@ import tempfile
 from pathlib import Path
 
 from charrnn import knobs
-from charrnn.checkpoint import has_checkpoint, load_model
+from charrnn.checkpoint import has_checkpoint
 from charrnn.data.corpus import bundled_corpus
 from charrnn.inspection.plot import plot_runs
 from charrnn.inspection.serve import BackgroundServer, ServeConfig, create_app
 from charrnn.inspection.viz import build_report
+from charrnn.load import load_model
 from charrnn.training.config import TrainConfig
 from charrnn.training.trainer import train
 

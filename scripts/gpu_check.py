@@ -46,9 +46,10 @@ def sample_bench(args) -> list[dict]:
     import numpy as np
     import torch
 
-    from charrnn.checkpoint import has_checkpoint, load_model
+    from charrnn.checkpoint import has_checkpoint
     from charrnn.data.vocab import Vocab
     from charrnn.engines.model import CharRNN, ModelConfig
+    from charrnn.load import load_model
     from charrnn.sampling.generate import SampleConfig, TorchStepper, sample
 
     device = torch.device(args.device)

@@ -178,7 +178,7 @@ def test_train_sample_eval_viz_onnx_and_resume(tmp_path, corpus, capsys):
     meta = json.loads((run / "best" / "checkpoint.json").read_text())
     assert meta["model"]["cutoffs"] == [5, 12]
     counts = np.bincount(Vocab.from_json(meta["vocab"]).encode(corpus.read_text()))
-    from charrnn.checkpoint import load_model
+    from charrnn.load import load_model
 
     m, vocab, _ = load_model(run)
     assert isinstance(m.head, AdaptiveHead) and m.head.rank[np.argmax(counts)] == 0  # the split's commonest

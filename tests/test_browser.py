@@ -88,7 +88,7 @@ def test_report_opens_from_disk_and_shows_guesses(page, tmp_path):
 
 
 def test_classifier_page_updates_letter_by_letter(page, tmp_path):
-    from charrnn.checkpoint import load_model
+    from charrnn.load import load_model
     from viz_support import tiny_surnames
 
     model, vocab, meta = load_model(str(tiny_surnames(tmp_path)))
@@ -136,7 +136,7 @@ def test_classifier_page_updates_letter_by_letter(page, tmp_path):
 
 
 def test_playground_of_a_generate_run_writes_for_the_label_picked(page, tmp_path):
-    from charrnn.checkpoint import load_model
+    from charrnn.load import load_model
     from viz_support import tiny_surnames
 
     model, vocab, meta = load_model(str(tiny_surnames(tmp_path, "generate")))

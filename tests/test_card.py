@@ -8,11 +8,11 @@ import statistics
 
 import pytest
 
-from charrnn.checkpoint import load_model
 from charrnn.cli import main
 from charrnn.data.corpus import DataConfig
 from charrnn.engines.model import ModelConfig
 from charrnn.export.card import CardConfig, fence, write_card
+from charrnn.load import load_model
 from charrnn.sampling.generate import SampleConfig, sample
 from charrnn.training.config import TrainConfig
 from charrnn.training.trainer import train

@@ -8,6 +8,7 @@ from charrnn import checkpoint as ckpt
 from charrnn.data.vocab import Vocab
 from charrnn.engines.model import CharRNN, ModelConfig
 from charrnn.errors import CharRNNError
+from charrnn.load import load_model
 
 
 def save(folder, tie=False, cell="gru"):
@@ -25,7 +26,7 @@ def save(folder, tie=False, cell="gru"):
 @pytest.mark.parametrize("tie", [False, True])
 def test_round_trip_gives_identical_logits(tmp_path, tie):
     m = save(tmp_path / "run" / "best", tie).eval()
-    loaded, vocab, meta = ckpt.load_model(tmp_path / "run")
+    loaded, vocab, meta = load_model(tmp_path / "run")
     x = torch.randint(0, 5, (2, 7))
     assert torch.equal(m(x)[0], loaded(x)[0])
     assert vocab == Vocab.from_chars("abcde") and meta["format"] == ckpt.FORMAT
@@ -39,7 +40,7 @@ def test_overwrite_is_a_swap_and_a_crash_inside_it_falls_back(tmp_path):
     assert sorted(os.listdir(run)) == ["last"]
     os.rename(run / "last", run / ".last.old")  # as if killed between the two renames
     assert ckpt.resolve(run, "last") == run / ".last.old"
-    loaded = ckpt.load_model(run, "last")[0]
+    loaded = load_model(run, "last")[0]
     x = torch.randint(0, 5, (2, 7))
     assert loaded.config.cell == "lstm" and torch.equal(loaded(x)[0], m(x)[0])
 
@@ -69,10 +70,10 @@ def test_a_checkpoint_of_an_unknown_task_is_refused_in_one_line(tmp_path):
     }
     ckpt.save_checkpoint(tmp_path / "best", CharRNN(cfg).state_dict(), meta)
     with pytest.raises(CharRNNError, match="unknown task 'translate': this charrnn knows next-char"):
-        ckpt.load_model(tmp_path)
+        load_model(tmp_path)
     meta["task"] = "next-char"
     ckpt.save_checkpoint(tmp_path / "best", CharRNN(cfg).state_dict(), meta)
-    assert ckpt.load_model(tmp_path)[2]["task"] == "next-char"
+    assert load_model(tmp_path)[2]["task"] == "next-char"
 
 
 # -- integrity: every damaged file is named, with what is still intact ------------------------
@@ -133,9 +134,9 @@ def test_damaged_weights_are_named_and_the_other_checkpoint_offered(tmp_path, da
     else:
         path.write_bytes(data[:8] + b"{garbage" + data[16:])
     with pytest.raises(CharRNNError) as e:
-        ckpt.load_model(run)
+        load_model(run)
     one_line(e, str(path), "is damaged", f"{run / 'last'} is intact: use it with --checkpoint last")
-    assert ckpt.load_model(run, "last")[0] is not None and not ckpt.intact(run / "best")
+    assert load_model(run, "last")[0] is not None and not ckpt.intact(run / "best")
 
 
 def test_damage_without_hashes_is_still_caught_and_old_checkpoints_load(tmp_path):
@@ -144,10 +145,10 @@ def test_damage_without_hashes_is_still_caught_and_old_checkpoints_load(tmp_path
         meta = json.loads((run / which / "checkpoint.json").read_text())
         del meta["files"], meta["meta_sha256"]
         (run / which / "checkpoint.json").write_text(json.dumps(meta))
-    assert ckpt.load_model(run)[0] is not None and ckpt.load_trainer_state(run / "last")["step"] == 3
+    assert load_model(run)[0] is not None and ckpt.load_trainer_state(run / "last")["step"] == 3
     (run / "best" / "model.safetensors").write_bytes(b"")
     with pytest.raises(CharRNNError) as e:
-        ckpt.load_model(run)
+        load_model(run)
     one_line(e, "model.safetensors is damaged (not a valid safetensors file", "--checkpoint last")
 
 
@@ -163,7 +164,7 @@ def test_damaged_checkpoint_json(tmp_path, damage):
     else:
         path.write_text(text.replace('"vocab_size": 5', '"vocab_size": 6'))
     with pytest.raises(CharRNNError) as e:
-        ckpt.load_model(run, "last")
+        load_model(run, "last")
     one_line(
         e,
         str(path),
@@ -183,7 +184,7 @@ def test_json_and_weights_that_disagree_are_refused(tmp_path, problem):
     meta = {"engine": "torch", "model": cfg.to_json(), "vocab": vocab.to_json()}
     ckpt.save_checkpoint(tmp_path / "best", weights, meta)
     with pytest.raises(CharRNNError) as e:
-        ckpt.load_model(tmp_path / "best")
+        load_model(tmp_path / "best")
     what = "its vocabulary has 4 characters" if problem == "short_vocab" else "do not fit the model in checkpoint.json"
     one_line(e, "is damaged", what, "restore it from a backup or train again")
 

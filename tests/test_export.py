@@ -7,10 +7,11 @@ import sys
 import pytest
 
 from charrnn import checkpoint as ckpt
-from charrnn.checkpoint import META, load_model
+from charrnn.checkpoint import META
 from charrnn.cli import main
 from charrnn.export.common import write_atomic
 from charrnn.export.html import load_html
+from charrnn.load import load_model
 from export_support import export_model
 from viz_support import save_run
 

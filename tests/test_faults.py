@@ -21,6 +21,7 @@ from safetensors.torch import load_file
 
 from charrnn import checkpoint as ckpt
 from charrnn.cli import main
+from charrnn.load import load_model
 from conftest import SLOW, small_text
 from fault_support import fill, forkserver, read_only, simulate_errno, start_cli, tmpfs
 
@@ -83,7 +84,7 @@ def check_after_kill(out: Path, killed: int) -> None:
             assert entry.endswith(f".tmp{killed}"), f"{entry} left behind by an earlier process"
     for which in ("best", "last"):
         if (out / which).exists() or (out / f".{which}.old").exists():
-            assert ckpt.load_model(out, which)[0] is not None
+            assert load_model(out, which)[0] is not None
     if ckpt.has_checkpoint(out):
         assert "optimizer" in ckpt.load_trainer_state(ckpt.resolve(out, "last"))
 

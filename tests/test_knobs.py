@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 
 from charrnn import knobs
-from charrnn.checkpoint import LoadConfig
 from charrnn.cli import build_parser, main
 from charrnn.data.corpus import DataConfig
 from charrnn.engines.model import CharRNN, ModelConfig
@@ -25,6 +24,7 @@ from charrnn.evaluation import EvalConfig, eval_run
 from charrnn.inspection.plot import PlotConfig
 from charrnn.inspection.serve import BadRequest, ServeConfig, create_app, parse_request, serve
 from charrnn.inspection.viz import VizConfig, viz
+from charrnn.load import LoadConfig
 from charrnn.reference import model as reference
 from charrnn.reference.hello import HelloConfig, hello
 from charrnn.sampling.generate import SampleConfig, sample

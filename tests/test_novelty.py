@@ -162,7 +162,7 @@ def test_cli_novelty(tmp_path, capsys):
 
 
 def tiny_model_from(run: Path):
-    from charrnn.checkpoint import load_model
+    from charrnn.load import load_model
 
     model, vocab, _ = load_model(run)
     return model, vocab

@@ -18,6 +18,7 @@ from charrnn.engines.model import CharRNN as TorchCharRNN
 from charrnn.engines.model import ModelConfig as TorchModelConfig
 from charrnn.engines.torch_engine import TorchEngine
 from charrnn.evaluation import evaluate, score
+from charrnn.load import load_model
 from charrnn.reference import (
     CharRNN,
     ModelConfig,
@@ -101,7 +102,7 @@ VOCAB = Vocab.from_chars("abcdefg \n")
 def test_reference_checkpoint_loads_into_pytorch(tmp_path, cell):
     model = CharRNN(ModelConfig(VOCAB.size, cell, 2, 8, 0), rng=0)
     save(tmp_path / "best", model, VOCAB, {"step": 3})
-    tmodel, vocab, meta = ckpt.load_model(tmp_path)
+    tmodel, vocab, meta = load_model(tmp_path)
     assert vocab == VOCAB and meta["engine"] == "reference" and meta["step"] == 3
     x = np.random.default_rng(0).integers(0, VOCAB.size, (2, 9))
     logits, _, _ = model.forward(x)
@@ -294,7 +295,7 @@ def test_cli_train_reference_then_sample_and_eval(tmp_path, text, capsys):
     assert "bpc" in capsys.readouterr().out
     # The validation loss the reference engine recorded is what the PyTorch engine scores
     # on the same split with the saved weights (float32 on both sides here).
-    model, vocab, best = ckpt.load_model(run)
+    model, vocab, best = load_model(run)
     val = load_corpus(DataConfig(data=text), vocab).split(0.1)[1]
     assert evaluate(TorchEngine(model), val, 8, 16)[0] == pytest.approx(best["metrics"]["val_loss"], rel=1e-5)
 

@@ -9,6 +9,7 @@ import pytest
 
 from charrnn import checkpoint as ckpt
 from charrnn.errors import CharRNNError
+from charrnn.load import load_model
 from charrnn.training.build import build_trainer
 from charrnn.training.config import resumed_config
 from charrnn.training.run_folder import RunFolder
@@ -85,7 +86,7 @@ def test_a_run_with_best_but_no_last_starts_again(tmp_path):
     (out / "last").rename(tmp_path / "gone")  # as a full disk between the first best and last saves leaves it
     with pytest.raises(CharRNNError, match="has best/ but no last/.*without --resume to start again"):
         resumed_config(str(out), {"max_steps": 20})
-    assert ckpt.load_model(out)[0] is not None  # best/ still samples meanwhile
+    assert load_model(out)[0] is not None  # best/ still samples meanwhile
     r = train(config(tmp_path, max_steps=5, eval_every=5))
     assert r.step == 5 and json.loads((out / "last" / "checkpoint.json").read_text())["step"] == 5
     assert [m["step"] for m in metrics(out) if "train_loss" in m] == [3, 5]  # the old attempt's lines are gone

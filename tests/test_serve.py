@@ -10,9 +10,9 @@ import httpx
 import numpy as np
 import pytest
 
-from charrnn.checkpoint import load_model
 from charrnn.inspection.serve import BackgroundServer, ServeConfig, create_app, free_socket
 from charrnn.inspection.trace import trace
+from charrnn.load import load_model
 from charrnn.sampling.generate import SampleConfig, sample
 from viz_support import naive_steps, save_run, tiny_model
 

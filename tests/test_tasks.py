@@ -10,7 +10,6 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from charrnn.checkpoint import LoadConfig, load_model
 from charrnn.data.corpus import DataConfig
 from charrnn.data.labelled import lower_and_case
 from charrnn.engines.config import ModelConfig
@@ -18,6 +17,7 @@ from charrnn.engines.model import CharRNN, loss_fn, row_lengths
 from charrnn.errors import CharRNNError
 from charrnn.evaluation import EvalConfig
 from charrnn.labelled_eval import _casing_baseline, eval_labelled
+from charrnn.load import LoadConfig, load_model
 from charrnn.predict import Labeller, classify, tag
 from charrnn.reference.gradcheck import grad_check
 from charrnn.reference.model import CharRNN as RefRNN

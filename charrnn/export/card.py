@@ -246,7 +246,8 @@ def draw_curve(run: Path) -> str | None:
 
 def write_card(run: str | Path, config: CardConfig | None = None, which: str = "best") -> Path:
     """Write README.md (and loss.png) into the run folder; returns the card's path."""
-    from charrnn.checkpoint import load_model, resolve
+    from charrnn.checkpoint import resolve
+    from charrnn.load import load_model
 
     config = config or CardConfig()
     config.check()

@@ -13,9 +13,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from charrnn.checkpoint import LoadConfig
 from charrnn.errors import CharRNNError
 from charrnn.knobs import Checked, knob, like
+from charrnn.load import LoadConfig
 
 # The tasks whose model is a next-character stepper that the HTML page and the ONNX
 # step graph can run. A checkpoint without a "task" field predates tasks: it is next-char.

@@ -114,7 +114,7 @@ def build_page(model, vocab, meta: dict, precision: str = "float32", title: str 
 
 def export_html(run: str | Path, out: str | Path, which: str = "best", precision: str = "float32") -> Path:
     """Write the page of `run`'s `which` checkpoint to `out`, atomically; returns its path."""
-    from charrnn.checkpoint import load_model
+    from charrnn.load import load_model
 
     model, vocab, meta = load_model(run, which)
     return write_atomic(out, build_page(model, vocab, meta, precision, f"charrnn: {Path(run).name}").encode("utf-8"))

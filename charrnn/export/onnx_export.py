@@ -131,7 +131,7 @@ def build_onnx(model, vocab, meta: dict):
 def export_onnx(run: str | Path, out: str | Path, which: str = "best") -> Path:
     """Write the ONNX step graph of `run`'s `which` checkpoint to `out`, atomically; returns its path."""
     require_onnx()
-    from charrnn.checkpoint import load_model
+    from charrnn.load import load_model
 
     model, vocab, meta = load_model(run, which)
     return write_atomic(out, build_onnx(model, vocab, meta).SerializeToString())

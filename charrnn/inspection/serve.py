@@ -313,7 +313,7 @@ def serve(run: str, config: ServeConfig, which: str = "best", device: str = "cpu
     """Load `run` and serve the playground until interrupted."""
     import uvicorn
 
-    from charrnn.checkpoint import LoadConfig
+    from charrnn.load import LoadConfig
 
     config.check()
     model, vocab, meta = LoadConfig(str(run), which, str(device)).load()

@@ -92,7 +92,7 @@ def build_report(model, vocab, text: str, title: str, max_chars: int = 2000, unk
 
 def viz(run: str, config: VizConfig, which: str = "best", device: str = "cpu") -> Path:
     """Write the report for `run` as `config` says; returns its path."""
-    from charrnn.checkpoint import LoadConfig
+    from charrnn.load import LoadConfig
 
     config.check()
     out = Path(config.out).expanduser()
