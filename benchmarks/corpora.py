@@ -126,9 +126,10 @@ def bench_charrnn(path: Path, run: Path, budget: float, threads: int, extra: str
     }
 
 
-def bench_gpt(train_ids, val_ids, V: int, budget: float, block: int, stride: int, log) -> dict:
+def bench_gpt(train_ids, val_ids, V: int, budget: float, block: int, stride: int, log, seed: int = 1337) -> dict:
     start = time.perf_counter()
-    g = tiny_gpt.train_gpt(train_ids, val_ids, V, budget, tiny_gpt.GPTConfig(V, block_size=block), log=log)
+    config, recipe = tiny_gpt.GPTConfig(V, block_size=block), tiny_gpt.Recipe(seed=seed)
+    g = tiny_gpt.train_gpt(train_ids, val_ids, V, budget, config, recipe, log=log)
     seconds = time.perf_counter() - start
     total, n = tiny_gpt.window_score(g.model, val_ids, block, stride)
     params = sum(p.numel() for p in g.model.parameters())
@@ -150,7 +151,8 @@ def bench_corpus(name: str, path: Path, budget: float, args) -> dict:
     print(f"  charrnn: {rnn['steps']} steps in {rnn['seconds']:.0f} s, {rnn['loss']:.4f} nats", flush=True)
     corpus, train_ids, val_ids = run_split(run)
     print(f"== {name}, {budget:g} s: transformer", flush=True)
-    gpt = bench_gpt(train_ids, val_ids, corpus.vocab.size, budget, args.block, args.stride, print)
+    V, seed = corpus.vocab.size, args.transformer_seed
+    gpt = bench_gpt(train_ids, val_ids, V, budget, args.block, args.stride, print, seed)
     print(f"  transformer: {gpt['steps']} steps in {gpt['seconds']:.0f} s, {gpt['loss']:.4f} nats", flush=True)
     assert rnn["scored"] == gpt["scored"] == len(val_ids) - 1, (rnn["scored"], gpt["scored"], len(val_ids))
     return {
@@ -228,6 +230,7 @@ def parse_args(argv: list[str] | None):
     p.add_argument("--score-streams", type=int, default=1, help="streams charrnn's scoring reads the split as")
     p.add_argument("--block", type=int, default=64, help="the transformer's context, and its scoring window")
     p.add_argument("--stride", type=int, default=32, help="the scoring window's stride")
+    p.add_argument("--transformer-seed", type=int, default=1337, help="its seed (charrnn's: --charrnn-args '--seed N')")
     p.add_argument("--merge", type=Path, nargs="+", help="instead of training: join these runs' corpora.json in --out")
     args = p.parse_args(argv)
     args.budget = args.budget or [120.0, 600.0]
