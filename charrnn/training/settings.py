@@ -61,6 +61,7 @@ from charrnn.training.config import TrainConfig
 LADDER = (64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048)  # hidden sizes the rule picks from
 RATIO = 1.0  # characters read per recurrent weight that a model must reach in the budget
 DATA_RATIO = 16.0  # recurrent weights per training character that a model may have at most
+DATA_RATIO_PLAIN = 8.0  # the same without weight drop (a typed --weight-drop 0)
 MANY_EPOCHS = 10  # a text read more often than this is validated EVALS times, and trained in batches of 16x64
 EVALS = 12  # validations per budget when the text is read over MANY_EPOCHS times
 EPOCH_CAP = 20  # a budget that could read the text more often than this reads it this often, and stops early
@@ -144,6 +145,9 @@ def choose(config: TrainConfig, counts, speed: float, given: set[str]) -> Choice
     def chars(model: ModelConfig) -> float:
         return budget * speed / train_cost(model)
 
+    # Weight drop (below) lets a small text hold twice the weights; a typed --weight-drop 0 keeps the old limit
+    plain = "weight_drop" in given and not m.weight_drop
+    data_ratio = DATA_RATIO_PLAIN if plain else DATA_RATIO
     if "hidden_size" in given:
         model = shaped(m.hidden_size)
     else:
@@ -151,7 +155,7 @@ def choose(config: TrainConfig, counts, speed: float, given: set[str]) -> Choice
             H
             for H in LADDER
             if RATIO * recurrent_weights(shaped(H)) <= chars(shaped(H))
-            and recurrent_weights(shaped(H)) <= DATA_RATIO * train_chars
+            and recurrent_weights(shaped(H)) <= data_ratio * train_chars
         ]
         model = shaped(fits[-1] if fits else LADDER[0])
     C = full = chars(model)
