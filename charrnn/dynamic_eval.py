@@ -50,6 +50,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from charrnn.data.layout import Streams
+from charrnn.engines.config import TRAINING_ONLY
 from charrnn.evaluation import score
 
 STATIC_SEQ_LEN = 256  # the static pass carries the state, so its chunk length changes its speed, not its sum
@@ -88,7 +89,9 @@ def adapting_engine(model, decay: float):
     from charrnn.engines.torch_engine import TorchEngine
 
     first = next(model.parameters())
-    copy = CharRNN(replace(model.config, dropout=0.0, weight_drop=0.0)).to(device=first.device, dtype=first.dtype)
+    copy = CharRNN(replace(model.config, **dict.fromkeys(TRAINING_ONLY, 0.0))).to(
+        device=first.device, dtype=first.dtype
+    )
     copy.load_state_dict(model.state_dict())
     params = list(copy.parameters())  # tied weights appear once
     optimizer = torch.optim.SGD(params, lr=0.0)  # train_step sets the learning rate at every step

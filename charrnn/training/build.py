@@ -23,7 +23,7 @@ from charrnn.data.items import ItemBatches, LabelRows, NextCharRows, TagRows, cu
 from charrnn.data.labelled import balanced, encode_labelled, label_names, read_labelled
 from charrnn.data.layout import Streams
 from charrnn.data.vocab import Vocab
-from charrnn.engines.config import ModelConfig
+from charrnn.engines.config import TRAINING_ONLY, ModelConfig
 from charrnn.errors import CharRNNError
 from charrnn.tasks import get_task
 from charrnn.training.config import TrainConfig
@@ -60,8 +60,8 @@ def build_trainer(config: TrainConfig, resume: bool = False, folder=None) -> tup
     if source is not None:  # fine-tuning: the run's vocabulary, grown by the new text's characters
         grown = grow_vocab(source.vocab, load_corpus(config.data).vocab, end=bool(config.data.items))
         corpus = load_corpus(config.data, grown.with_end(False))
-        regularise = {"dropout": config.model.dropout, "weight_drop": config.model.weight_drop}
-        config = replace(config, model=replace(source.model, **regularise))
+        new = {k: getattr(config.model, k) for k in TRAINING_ONLY}
+        config = replace(config, model=replace(source.model, **new))
         vocab, batches, val = _layout(config, corpus)
     elif task.labelled:
         vocab, batches, val, labels = _labelled_layout(config, saved)

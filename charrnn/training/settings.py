@@ -26,7 +26,7 @@ left out from the time budget (--max-time, or a preset's), the corpus and this m
                     2.5 epochs AdamW's decoupled weight decay 0.1 as well (西遊記 at 10 minutes:
                     4.46-4.47 nats in three runs, against 4.56 without; the names, read ~80 times:
                     1.78 at dropout 0.5 with decay, where a 2x384 GRU at 0.35 without got 1.82)
-    weight drop     WEIGHT_DROP on a small text (under SMALL_CORPUS) read over 2.5 epochs: DropConnect
+    weight drop     0.3 on a small text (under SMALL_CORPUS) read over 2.5 epochs: DropConnect
                     on the recurrent weights (the names at 10 minutes: 1.783 -> 1.748, and a 2x384
                     then 1.680; at 2 minutes 1.790 -> 1.753), not on a large one (Tiny Shakespeare
                     at 10 minutes: 1.405 -> 1.453, the LSTM's bf16 kernel ~20% slower with it)
@@ -69,9 +69,9 @@ LARGE_VOCAB = 1000  # above this many distinct characters: an adaptive softmax, 
 COVERAGE = (0.80, 0.95)  # the adaptive softmax's clusters start where the commonest characters cover these
 SMALL_CORPUS = 500_000  # training characters below which the cell is a GRU
 STEPS = 2000  # updates the batch size aims for: fewer, larger batches once the budget allows more
-# (epochs up to, dropout, AdamW's weight decay): more regularisation the more often the text is read
-REGULARISE = ((1.5, 0.0, 0.0), (2.5, 0.1, 0.0), (20.0, 0.25, 0.1), (math.inf, 0.5, 0.1))
-WEIGHT_DROP = 0.3  # --weight-drop for a small text (under SMALL_CORPUS) read over 2.5 epochs
+# (epochs up to, dropout, AdamW's weight decay, weight drop): more regularisation the more often the
+# text is read; weight drop only for a text under SMALL_CORPUS characters
+REGULARISE = ((1.5, 0.0, 0.0, 0.0), (2.5, 0.1, 0.0, 0.0), (20.0, 0.25, 0.1, 0.3), (math.inf, 0.5, 0.1, 0.3))
 GATES = {"rnn": 1, "gru": 3, "lstm": 4}
 # The knobs the rule sets, by where they live (model config or training config).
 MODEL_KNOBS = ("cell", "layers", "hidden_size", "embedding_size", "tie_weights", "cutoffs", "dropout", "weight_drop")
@@ -164,11 +164,11 @@ def choose(config: TrainConfig, counts, speed: float, given: set[str]) -> Choice
     # EPOCH_CAP wants the most dropout even when the cap below stops it there (at 10 minutes, capped
     # at 20 epochs: the names 1.765 at dropout 0.5 against 1.807 at 0.25; Die Verwandlung 1.436
     # against 1.419; 0.5 better on the mean, and on the text where charrnn is furthest behind)
-    _, dropout, decay = next(row for row in REGULARISE if could <= row[0])
+    _, dropout, decay, weight_drop = next(row for row in REGULARISE if could <= row[0])
     # A small text read many times also gets weight drop, which lets it hold a larger model (DATA_RATIO):
     # the names at 10 minutes 1.783 -> 1.748 (2x256) -> 1.680 (2x384). Not a large one: Tiny Shakespeare
     # at 10 minutes went from 1.405 to 1.453 (the LSTM's fused bf16 kernel runs ~20% slower with it).
-    weight_drop = WEIGHT_DROP if train_chars < SMALL_CORPUS and decay else 0.0
+    weight_drop = weight_drop if train_chars < SMALL_CORPUS else 0.0
     # A small text read over EPOCH_CAP times only overfits after that (Die Verwandlung at 10 minutes:
     # best validation at 16 epochs of 82, 1.475 nats, and 1.776 at the end): the schedule decays over
     # EPOCH_CAP epochs and the run ends there, with the low learning rate the best model needs (the
