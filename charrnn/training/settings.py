@@ -20,7 +20,10 @@ left out from the time budget (--max-time, or a preset's), the corpus and this m
     embedding E     64; for V > LARGE_VOCAB, E = H and an adaptive softmax (--cutoffs) whose
     cutoffs         clusters start where the commonest characters cover COVERAGE of the training
                     text: a 256-wide full head of 4,594 characters costs more than two LSTM layers,
-                    and measured slowest per minute (README "Large vocabularies")
+                    and measured slowest per minute (README "Large vocabularies"); but once the budget
+                    reads the text over TIED_EPOCHS times, a full softmax tied to the embedding, at
+                    the largest H that reads it that often (at most one step below the adaptive
+                    one's), learns the rare characters better
     dropout,        from the epochs the budget allows (C / training characters): a model that
     weight decay    sees its text once cannot overfit it, one that sees it 20 times will; from
                     2.5 epochs AdamW's decoupled weight decay 0.1 as well (西遊記 at 10 minutes:
@@ -29,12 +32,15 @@ left out from the time budget (--max-time, or a preset's), the corpus and this m
     weight drop     0.3 on a small text (under SMALL_CORPUS) read over 2.5 epochs: DropConnect
                     on the recurrent weights (the names at 10 minutes: 1.783 -> 1.748, and a 2x384
                     then 1.680; at 2 minutes 1.790 -> 1.753), not on a large one (Tiny Shakespeare
-                    at 10 minutes: 1.405 -> 1.453, the LSTM's bf16 kernel ~20% slower with it)
+                    at 10 minutes: 1.405 -> 1.453, the LSTM's bf16 kernel ~20% slower with it),
+                    unless it has a large vocabulary and the tied head (few examples a character)
     batch B, T      as many updates as the budget allows: B = C / (STEPS x T), 16 to 128, and at most
                     what leaves 10 batches an epoch (a text of a few thousand characters); a text read
-                    over MANY_EPOCHS times: 16x64, whose noisier updates generalise better (the names
-                    at 10 minutes: best validation 1.777 nats against 1.819 at 32x128)
-    lr              1 / H, times sqrt(B / 16): smaller for wider layers, larger for bigger batches
+                    over SMALL_BATCH_EPOCHS times: 16x64, whose noisier updates generalise better (the
+                    names at 10 minutes: best validation 1.777 nats against 1.819 at 32x128; 西遊記,
+                    ~9 epochs: 4.330 against 4.363)
+    lr              1 / H, times sqrt(B / 16): smaller for wider layers, larger for bigger batches;
+                    at most LR_MAX, and LR_MAX for the tied head of a large vocabulary
     schedule        cosine down to 2% over the budget, after a warm-up of a tenth of the expected
                     steps (at most 300): the presets' schedule, whatever the budget
     max_epochs      EPOCH_CAP when the budget could read the text more often than that (a small text only
@@ -62,15 +68,18 @@ LADDER = (64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048)  # hidden size
 RATIO = 1.0  # characters read per recurrent weight that a model must reach in the budget
 DATA_RATIO = 16.0  # recurrent weights per training character that a model may have at most
 DATA_RATIO_PLAIN = 8.0  # the same without weight drop (a typed --weight-drop 0)
-MANY_EPOCHS = 10  # a text read more often than this is validated EVALS times, and trained in batches of 16x64
+MANY_EPOCHS = 10  # a text read more often than this is validated EVALS times
+SMALL_BATCH_EPOCHS = 5  # a text read more often than this is trained in batches of 16x64
 EVALS = 12  # validations per budget when the text is read over MANY_EPOCHS times
 EPOCH_CAP = 20  # a budget that could read the text more often than this reads it this often, and stops early
 LARGE_VOCAB = 1000  # above this many distinct characters: an adaptive softmax, and an embedding as wide as H
+TIED_EPOCHS = 6  # a large vocabulary read more often than this: a full softmax tied to the embedding
 COVERAGE = (0.80, 0.95)  # the adaptive softmax's clusters start where the commonest characters cover these
 SMALL_CORPUS = 500_000  # training characters below which the cell is a GRU
+LR_MAX = 5e-3  # the largest learning rate the rule gives
 STEPS = 2000  # updates the batch size aims for: fewer, larger batches once the budget allows more
 # (epochs up to, dropout, AdamW's weight decay, weight drop): more regularisation the more often the
-# text is read; weight drop only for a text under SMALL_CORPUS characters
+# text is read; weight drop only for a text under SMALL_CORPUS characters (or a large vocabulary's tied head)
 REGULARISE = ((1.5, 0.0, 0.0, 0.0), (2.5, 0.1, 0.0, 0.0), (20.0, 0.25, 0.1, 0.3), (math.inf, 0.5, 0.1, 0.3))
 GATES = {"rnn": 1, "gru": 3, "lstm": 4}
 # The knobs the rule sets, by where they live (model config or training config).
@@ -137,13 +146,20 @@ def choose(config: TrainConfig, counts, speed: float, given: set[str]) -> Choice
     if "cell" not in given:
         m = replace(m, cell=pick_cell(train_chars))
 
-    def shaped(H: int) -> ModelConfig:
-        L, E = 2 if H < 512 else 3, H if wide else 64
-        new = {"hidden_size": H, "layers": L, "embedding_size": E, "tie_weights": False, "cutoffs": cutoffs}
+    def shaped(H: int, tied: bool = False) -> ModelConfig:
+        L, E = 2 if H < 512 else 3, H if wide or m.tie_weights else 64  # a typed --tie-weights needs E = H
+        head = {"tie_weights": tied, "cutoffs": [] if tied or m.tie_weights else cutoffs}
+        new = {"hidden_size": H, "layers": L, "embedding_size": E, **head}
         return replace(m, vocab_size=V, **{k: v for k, v in new.items() if k not in given})
 
     def chars(model: ModelConfig) -> float:
         return budget * speed / train_cost(model)
+
+    def fit(model: ModelConfig, least: float = 0.0) -> bool:
+        """It reads RATIO characters a recurrent weight (and `least` in all) and has at most data_ratio a
+        training character."""
+        weights = recurrent_weights(model)
+        return max(RATIO * weights, least) <= chars(model) and weights <= data_ratio * train_chars
 
     # Weight drop (below) lets a small text hold twice the weights; a typed --weight-drop 0 keeps the old limit
     plain = "weight_drop" in given and not m.weight_drop
@@ -151,13 +167,18 @@ def choose(config: TrainConfig, counts, speed: float, given: set[str]) -> Choice
     if "hidden_size" in given:
         model = shaped(m.hidden_size)
     else:
-        fits = [
-            H
-            for H in LADDER
-            if RATIO * recurrent_weights(shaped(H)) <= chars(shaped(H))
-            and recurrent_weights(shaped(H)) <= data_ratio * train_chars
-        ]
+        fits = [H for H in LADDER if fit(shaped(H))]
         model = shaped(fits[-1] if fits else LADDER[0])
+    # A large vocabulary read over TIED_EPOCHS times: a full softmax tied to the embedding, at the largest H
+    # that still reads it that often, and at most one step below the adaptive one's. The adaptive softmax's
+    # narrow clusters cost the rare characters most, and tying lets every step train every character's row
+    # (西遊記 at 10 minutes: tied 2x256 4.27 to 4.31 nats, tied 2x192 4.32, the adaptive 2x384 4.31 to 4.41;
+    # at 2 minutes the adaptive 2x256 is faster and wins, 4.78 against a tied 2x192's 4.84).
+    if wide and not given & {"hidden_size", "embedding_size", "tie_weights", "cutoffs"}:
+        step = LADDER.index(model.hidden_size)
+        if chars(model) > TIED_EPOCHS * train_chars:
+            tied = [H for H in LADDER[max(0, step - 1) : step + 1] if fit(shaped(H, True), TIED_EPOCHS * train_chars)]
+            model = shaped(tied[-1], True) if tied else model
     C = full = chars(model)
     could = full / max(1, train_chars)  # epochs the budget could read
     # Regularise by how often the budget could read the text: a text small enough for that to pass
@@ -168,7 +189,9 @@ def choose(config: TrainConfig, counts, speed: float, given: set[str]) -> Choice
     # A small text read many times also gets weight drop, which lets it hold a larger model (DATA_RATIO):
     # the names at 10 minutes 1.783 -> 1.748 (2x256) -> 1.680 (2x384). Not a large one: Tiny Shakespeare
     # at 10 minutes went from 1.405 to 1.453 (the LSTM's fused bf16 kernel runs ~20% slower with it).
-    weight_drop = weight_drop if train_chars < SMALL_CORPUS else 0.0
+    # But a large vocabulary given the tied head: 西遊記's 4,594 characters, ~150 occurrences each,
+    # overfit like a small text (the adaptive 2x384 at 10 minutes: 4.330 -> 4.311 with it)
+    weight_drop = weight_drop if train_chars < SMALL_CORPUS or (wide and model.tie_weights) else 0.0
     # A small text read over EPOCH_CAP times only overfits after that (Die Verwandlung at 10 minutes:
     # best validation at 16 epochs of 82, 1.475 nats, and 1.776 at the end): the schedule decays over
     # EPOCH_CAP epochs and the run ends there, with the low learning rate the best model needs (the
@@ -180,13 +203,19 @@ def choose(config: TrainConfig, counts, speed: float, given: set[str]) -> Choice
     model = replace(model, **{k: v for k, v in (("dropout", dropout), ("weight_drop", weight_drop)) if k not in given})
     # AdamW decays decoupled from the gradient's scale; a typed --optimizer keeps its own (L2) weight decay
     regularise = {"optimizer": "adamw", "weight_decay": decay} if "optimizer" not in given else {}
-    # A text read over MANY_EPOCHS times keeps the smallest batches: their noisier updates generalise better
-    many = epochs > MANY_EPOCHS
-    T = config.seq_len if "seq_len" in given else 64 if C < 5e6 or many else 128
+    # A text read over SMALL_BATCH_EPOCHS times keeps the smallest batches: their noisier updates generalise
+    # better (西遊記 at 10 minutes, ~9 epochs: 4.330 at 16x64 against 4.363 and 4.399 at 32x128). Not at
+    # MANY_EPOCHS: this machine's speed varies ~1.5x from run to run, and 西遊記 and Tiny Shakespeare at 10
+    # minutes, 8 to 16 epochs, flipped between the two from one run to the next.
+    many, small_batches = epochs > MANY_EPOCHS, epochs > SMALL_BATCH_EPOCHS
+    T = config.seq_len if "seq_len" in given else 64 if C < 5e6 or small_batches else 128
     most = max(1, (train_chars - 1) // (T * 10))  # a small text still makes 10 batches an epoch
-    wanted = 16 if many else _power_of_two(C / (STEPS * T), 16, 128)
+    wanted = 16 if small_batches else _power_of_two(C / (STEPS * T), 16, 128)
     B = config.batch_size if "batch_size" in given else min(most, wanted)
-    lr = config.lr if "lr" in given else round(min(5e-3, math.sqrt(B / 16) / model.hidden_size), 5)
+    # The tied head of a large vocabulary takes the largest step: a rare character's row learns from few
+    # occurrences (西遊記 at 10 minutes, tied 2x256: 4.318 and 4.306 nats at 1 / H, 4.282 and 4.269 at 0.005)
+    rate = LR_MAX if wide and model.tie_weights else math.sqrt(B / 16) / model.hidden_size
+    lr = config.lr if "lr" in given else round(min(LR_MAX, rate), 5)
     steps = C / (B * T)
     schedule = {
         "lr_schedule": "cosine",
@@ -212,6 +241,12 @@ def choose(config: TrainConfig, counts, speed: float, given: set[str]) -> Choice
         + (
             f"; it stops after {EPOCH_CAP} epochs (~{C / full * config.max_time:.0f} s): more would overfit this text"
             if capped
+            else ""
+        )
+        + (
+            f"; {V:,} characters read over {TIED_EPOCHS} times: a full softmax tied to the embedding, which "
+            "learns the rare ones better than an adaptive one"
+            if wide and model.tie_weights and "tie_weights" not in given
             else ""
         )
         + (f"; kept from your flags: {', '.join(sorted(given & _RULE))}" if given & _RULE else "")
