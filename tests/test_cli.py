@@ -94,6 +94,16 @@ def test_preset_and_flags_override_it(tmp_path, corpus):
     assert c.model.hidden_size == 32 and c.max_time == 120 and c.lr_schedule == "cosine"
 
 
+def test_tie_weights_alone_sets_the_embedding_to_the_hidden_size():
+    from charrnn.cli import train_config_from_args
+
+    c = train_config_from_args(build_parser().parse_args(["train", "--preset", "tiny", "--tie-weights"]))
+    c.check()  # tying needs E = H; the preset's E = 64 would have been refused
+    assert c.model.tie_weights and c.model.embedding_size == c.model.hidden_size == 256
+    typed = train_config_from_args(build_parser().parse_args(["train", "--tie-weights", "--embedding-size", "32"]))
+    assert typed.model.embedding_size == 32  # a typed size is kept, and refused in one line by check()
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_signal_saves_last_and_exits_zero(tmp_path, corpus, sig):
     run = tmp_path / "run"

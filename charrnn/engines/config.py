@@ -39,7 +39,9 @@ class ModelConfig(Checked):
         lt=1,
     )
     tie_weights: bool = knob(
-        False, "share the input embedding with the output layer (needs --embedding-size equal to --hidden-size)"
+        False,
+        "share the input embedding with the output layer (needs --embedding-size equal to --hidden-size, "
+        "which `train` sets when --embedding-size is not typed)",
     )
     bidirectional: bool = knob(
         False, "read each item both ways (--task classify, tag and truecase: they may look ahead, generation may not)"
