@@ -232,7 +232,7 @@ def test_rules_between_knobs_are_one_line_too(empty_cwd, capsys):
         (["train", "--max-steps", "0", "--max-epochs", "0"], "give at least one of --max-steps"),
         (["train", "--val-fraction", "0.5", "--test-fraction", "0.5"], "sum to less than 1"),
         (["train", "--nproc", "3"], "--nproc must divide --batch-size 64"),
-        (["train", "--tie-weights"], "--tie-weights needs --embedding-size equal to --hidden-size"),
+        (["train", "--tie-weights", "--embedding-size", "32"], "--tie-weights needs --embedding-size equal to"),
         (["viz", NOWHERE], "give exactly one of --data FILE or --text STRING"),
         (["viz", NOWHERE, "--text", "a", "--data", NOWHERE], "give exactly one of"),
     ]:
