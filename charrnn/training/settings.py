@@ -174,11 +174,12 @@ def choose(config: TrainConfig, counts, speed: float, given: set[str]) -> Choice
     # narrow clusters cost the rare characters most, and tying lets every step train every character's row
     # (西遊記 at 10 minutes: tied 2x256 4.27 to 4.31 nats, tied 2x192 4.32, the adaptive 2x384 4.31 to 4.41;
     # at 2 minutes the adaptive 2x256 is faster and wins, 4.78 against a tied 2x192's 4.84).
-    if wide and not given & {"hidden_size", "embedding_size", "tie_weights", "cutoffs"}:
+    least = TIED_EPOCHS * train_chars
+    if wide and not given & {"hidden_size", "embedding_size", "tie_weights", "cutoffs"} and chars(model) > least:
         step = LADDER.index(model.hidden_size)
-        if chars(model) > TIED_EPOCHS * train_chars:
-            tied = [H for H in LADDER[max(0, step - 1) : step + 1] if fit(shaped(H, True), TIED_EPOCHS * train_chars)]
-            model = shaped(tied[-1], True) if tied else model
+        tied = [H for H in LADDER[max(0, step - 1) : step + 1] if fit(shaped(H, True), least)]
+        model = shaped(tied[-1], True) if tied else model
+    tied_head = wide and model.tie_weights  # a large vocabulary's tied full softmax, chosen or typed
     C = full = chars(model)
     could = full / max(1, train_chars)  # epochs the budget could read
     # Regularise by how often the budget could read the text: a text small enough for that to pass
@@ -191,7 +192,7 @@ def choose(config: TrainConfig, counts, speed: float, given: set[str]) -> Choice
     # at 10 minutes went from 1.405 to 1.453 (the LSTM's fused bf16 kernel runs ~20% slower with it).
     # But a large vocabulary given the tied head: 西遊記's 4,594 characters, ~150 occurrences each,
     # overfit like a small text (the adaptive 2x384 at 10 minutes: 4.330 -> 4.311 with it)
-    weight_drop = weight_drop if train_chars < SMALL_CORPUS or (wide and model.tie_weights) else 0.0
+    weight_drop = weight_drop if train_chars < SMALL_CORPUS or tied_head else 0.0
     # A small text read over EPOCH_CAP times only overfits after that (Die Verwandlung at 10 minutes:
     # best validation at 16 epochs of 82, 1.475 nats, and 1.776 at the end): the schedule decays over
     # EPOCH_CAP epochs and the run ends there, with the low learning rate the best model needs (the
@@ -214,7 +215,7 @@ def choose(config: TrainConfig, counts, speed: float, given: set[str]) -> Choice
     B = config.batch_size if "batch_size" in given else min(most, wanted)
     # The tied head of a large vocabulary takes the largest step: a rare character's row learns from few
     # occurrences (西遊記 at 10 minutes, tied 2x256: 4.318 and 4.306 nats at 1 / H, 4.282 and 4.269 at 0.005)
-    rate = LR_MAX if wide and model.tie_weights else math.sqrt(B / 16) / model.hidden_size
+    rate = LR_MAX if tied_head else math.sqrt(B / 16) / model.hidden_size
     lr = config.lr if "lr" in given else round(min(LR_MAX, rate), 5)
     steps = C / (B * T)
     schedule = {
@@ -246,7 +247,7 @@ def choose(config: TrainConfig, counts, speed: float, given: set[str]) -> Choice
         + (
             f"; {V:,} characters read over {TIED_EPOCHS} times: a full softmax tied to the embedding, which "
             "learns the rare ones better than an adaptive one"
-            if wide and model.tie_weights and "tie_weights" not in given
+            if tied_head and "tie_weights" not in given
             else ""
         )
         + (f"; kept from your flags: {', '.join(sorted(given & _RULE))}" if given & _RULE else "")
