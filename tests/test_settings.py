@@ -28,11 +28,11 @@ def zipf(V: int, total: int) -> np.ndarray:
     return np.maximum(1, np.round(total * weights / weights.sum())).astype(np.int64)
 
 
-def pick(budget, train_chars=TS, V=65, speed=SPEED, given=(), **knobs):
+def pick(budget, train_chars=TS, V=65, speed=SPEED, given=(), lines=0, **knobs):
     config = TrainConfig(max_time=budget)
     config = replace(config, **{k: v for k, v in knobs.items() if k in settings.TRAIN_KNOBS})
     config.model = replace(config.model, **{k: v for k, v in knobs.items() if k in settings.MODEL_KNOBS})
-    return choose(config, zipf(V, train_chars), speed, set(given))
+    return choose(config, zipf(V, train_chars), speed, set(given), lines)
 
 
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
@@ -86,6 +86,43 @@ def test_a_large_vocabulary_read_over_six_times_gets_a_full_softmax_tied_to_the_
     assert pick(120, **(xiyouji | {"speed": 150e9})).config.model.cutoffs
     typed = pick(600, given={"cutoffs"}, cutoffs=[500, 1500], **xiyouji).config.model
     assert typed.cutoffs == [500, 1500] and not typed.tie_weights  # a typed head stays
+
+
+def test_a_list_read_two_and_a_half_to_twenty_times_gets_its_head_tied_at_the_untied_h():
+    names = pick(120, train_chars=100_000, lines=12_800)  # the names: ~7.8 characters a line, ~15 epochs
+    m = names.config.model
+    assert m.tie_weights and m.embedding_size == m.hidden_size == 256 and m.cutoffs == [] and m.dropout == 0.25
+    assert "a list of short lines" in names.why
+    m.rules()
+    for prose in (pick(120, train_chars=100_000), pick(120, train_chars=100_000, lines=100_000 // 60)):
+        assert not prose.config.model.tie_weights and prose.config.model.embedding_size == 64  # Die Verwandlung
+    assert prose.config.model.hidden_size == m.hidden_size
+    # past the 20-epoch cap (the names at 10 minutes, dropout 0.5) and under 2.5 epochs: untied
+    capped = pick(600, train_chars=100_000, lines=12_800).config.model
+    assert not capped.tie_weights and capped.hidden_size == 384
+    assert not pick(60, train_chars=400_000, lines=50_000).config.model.tie_weights  # ~2 epochs
+    assert not pick(120, lines=TS // 8).config.model.tie_weights  # short lines, but a large text
+    typed = pick(120, train_chars=100_000, lines=12_800, given={"embedding_size"}, embedding_size=32).config.model
+    assert typed.embedding_size == 32 and not typed.tie_weights  # a typed embedding stays untied
+
+
+def test_the_rule_is_told_how_many_lines_the_training_split_has(tmp_path, monkeypatch):
+    from charrnn.data.corpus import DataConfig
+    from charrnn.training.trainer import train
+
+    told = {}
+    real = settings.choose
+
+    def spy(config, counts, speed, given, lines=0):
+        told.update(chars=int(sum(counts)), lines=lines)
+        return real(config, counts, speed, given, lines)
+
+    monkeypatch.setattr(settings, "choose", spy)
+    data = tmp_path / "names.txt"
+    data.write_text("".join(f"{name}\n" for name in ["anna", "boris", "chen", "dmitri", "eve"] * 200))
+    train(TrainConfig(data=DataConfig(data=str(data)), out=str(tmp_path / "run"), max_time=2, max_steps=2, quiet=True))
+    train_text = data.read_text()[: told["chars"]]
+    assert told["lines"] == train_text.count("\n") > 0
 
 
 def test_a_typed_tie_weights_gets_an_embedding_as_wide_as_h_and_a_full_softmax():

@@ -117,8 +117,10 @@ def _fit_settings(config: TrainConfig, corpus, device, dist) -> TrainConfig:
     d = config.data
     train_ids = corpus.split(d.val_fraction, d.test_fraction)[0]
     counts = np.bincount(train_ids, minlength=corpus.vocab.size + bool(d.items))  # items: + their end symbol
+    newline = newline_id(corpus.vocab)
+    lines = int(counts[newline]) if newline is not None else 0
     log = (lambda line: print(line, file=sys.stderr)) if dist.is_main else (lambda line: None)
-    return adapt(config, counts, device, dist, log)
+    return adapt(config, counts, device, dist, log, lines)
 
 
 def _layout(config: TrainConfig, corpus):
