@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from charrnn.data.corpus import DataConfig
 from charrnn.engines.model import CharRNN, ModelConfig
 from charrnn.training import settings
 from charrnn.training.config import TrainConfig
@@ -104,10 +105,12 @@ def test_a_list_read_two_and_a_half_to_twenty_times_gets_its_head_tied_at_the_un
     assert not pick(120, lines=TS // 8).config.model.tie_weights  # short lines, but a large text
     typed = pick(120, train_chars=100_000, lines=12_800, given={"embedding_size"}, embedding_size=32).config.model
     assert typed.embedding_size == 32 and not typed.tie_weights  # a typed embedding stays untied
+    # read as --items, the validation items come from the whole list: the names scored better untied
+    config = TrainConfig(max_time=120, data=DataConfig(items="lines"))
+    assert not choose(config, zipf(65, 100_000), SPEED, set(), 12_800).config.model.tie_weights
 
 
 def test_the_rule_is_told_how_many_lines_the_training_split_has(tmp_path, monkeypatch):
-    from charrnn.data.corpus import DataConfig
     from charrnn.training.trainer import train
 
     told = {}

@@ -24,7 +24,8 @@ left out from the time budget (--max-time, or a preset's), the corpus and this m
                     reads the text over TIED_EPOCHS times, a full softmax tied to the embedding, at
                     the largest H that reads it that often (at most one step below the adaptive
                     one's), learns the rare characters better. A list (a small text whose lines average
-                    under SHORT_LINES characters: names, words) read 2.5 to EPOCH_CAP times: E = H, tied
+                    under SHORT_LINES characters: names, words) read as one long text 2.5 to EPOCH_CAP
+                    times: E = H, tied
     dropout,        from the epochs the budget allows (C / training characters): a model that
     weight decay    sees its text once cannot overfit it, one that sees it 20 times will; from
                     2.5 epochs AdamW's decoupled weight decay 0.1 as well (西遊記 at 10 minutes:
@@ -181,13 +182,12 @@ def choose(config: TrainConfig, counts, speed: float, given: set[str], lines: in
         step = LADDER.index(model.hidden_size)
         tied = [H for H in LADDER[max(0, step - 1) : step + 1] if fit(shaped(H, True), least)]
         model = shaped(tied[-1], True) if tied else model
-    # A list (a small text of short lines) read 2.5 to EPOCH_CAP times: the output layer tied to the embedding
-    # (E = H) at the H picked untied. It learns the list by heart more slowly: the names at 2 minutes (GRU 2x256,
-    # ~15 epochs) scored 1.666 to 1.728 tied, 1.692 on the mean of five seeds, against 1.695 to 1.734 untied
-    # (1.716 on the mean of four); an untied E = 256 scored 1.774. Not past the cap, where dropout 0.5 already
-    # holds it back (the names at 10 minutes, 2x384: 1.680 untied, 1.752 tied, 1.683 tied at lr 0.005), nor on
-    # prose (Die Verwandlung at 2 minutes: 1.396 to 1.404 untied, 1.440 tied, 1.423 tied at lr 0.005).
-    a_list = not wide and train_chars < SMALL_CORPUS and train_chars < SHORT_LINES * lines
+    # A list (a small text of short lines) read as one long text 2.5 to EPOCH_CAP times: the head tied to the
+    # embedding (E = H) at the H picked untied. It learns the list by heart more slowly: the names at 2 minutes
+    # (validated on the text's end, other languages) 1.692 tied, 1.716 untied on the mean of their seeds. Not
+    # as --items (validated on items from all of it: 2.003, 1.979 tied, 1.962, 1.942 untied), nor past the cap
+    # (the names at 10 minutes: 1.752 tied, 1.680 untied), nor on prose (Die Verwandlung: 1.440 against ~1.40).
+    a_list = train_chars < SHORT_LINES * lines and not config.data.items and not wide and train_chars < SMALL_CORPUS
     list_tied = a_list and REGULARISE[1][0] * train_chars < chars(model) <= EPOCH_CAP * train_chars
     if list_tied and not given & {"embedding_size", "tie_weights", "cutoffs"}:
         model = shaped(model.hidden_size, True)
