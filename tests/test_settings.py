@@ -188,6 +188,16 @@ def test_a_text_read_over_five_times_gets_16x64_whatever_the_probe_read():
     assert pick(120, speed=SPEED * 3).config.batch_size == 32  # ~3 epochs: batches from the updates wanted
 
 
+def test_a_gru_the_budget_stops_gets_32x64_where_a_text_read_over_five_times_would_get_16x64():
+    names = pick(120, train_chars=100_000, lines=12_800).config  # ~15 epochs: the budget ends the run
+    assert names.model.cell == "gru" and (names.batch_size, names.seq_len) == (32, 64)
+    assert names.lr == settings.LR_MAX  # 1 / H x sqrt(32 / 16), capped
+    capped = pick(600, train_chars=100_000).config  # 20 epochs end it: more updates, the smallest batches
+    assert capped.max_epochs == 20 and capped.batch_size == 16
+    lstm = pick(120, train_chars=100_000, given={"cell"}, cell="lstm", speed=SPEED / 2).config
+    assert lstm.max_epochs == 0 and lstm.batch_size == 16
+
+
 def test_a_tiny_text_on_a_fast_machine_still_gets_batches_that_fit_it_ten_times():
     c = pick(60, train_chars=12_150, speed=SPEED * 40).config  # what a quiet CI machine chose: 128 x 128
     assert c.batch_size * c.seq_len * 10 <= 12_150 and c.batch_size >= 1
@@ -224,7 +234,7 @@ def test_a_small_text_stops_after_20_epochs_and_a_typed_max_epochs_is_kept():
     kept = pick(600, train_chars=100_000, given={"max_epochs"}, max_epochs=50).config
     assert (
         kept.max_epochs == 50
-        and kept.eval_every > c.eval_every
+        and kept.eval_every * kept.batch_size > c.eval_every * c.batch_size  # validated every more characters
         and "stops after" not in pick(600, train_chars=100_000, given={"max_epochs"}, max_epochs=50).why
     )
 
@@ -282,7 +292,7 @@ def test_cli_chooses_prints_and_saves_the_settings_and_keeps_typed_flags(tmp_pat
     err, saved = run_cli(tmp_path, "--max-time", "2", "--max-epochs", "0", "--max-steps", "3", "--hidden-size", "24")
     assert "Settings for 2 s" in err and "kept from your flags: hidden_size" in err
     assert saved["model"]["hidden_size"] == 24 and saved["keep"] and "hidden_size" in saved["keep"]
-    assert saved["batch_size"] == 16 and saved["seq_len"] == 64  # chosen, not the defaults 64 and 128
+    assert saved["batch_size"] <= 32 and saved["seq_len"] == 64  # chosen, not the defaults 64 and 128
 
 
 def test_cli_without_a_budget_or_with_settings_fixed_uses_the_defaults(tmp_path):
