@@ -178,8 +178,8 @@ def choose(config: TrainConfig, counts, speed: float, given: set[str], lines: in
     # narrow clusters cost the rare characters most, and tying lets every step train every character's row
     # (西遊記 at 10 minutes: tied 2x256 4.27 to 4.31 nats, tied 2x192 4.32, the adaptive 2x384 4.31 to 4.41;
     # at 2 minutes the adaptive 2x256 is faster and wins, 4.78 against a tied 2x192's 4.84).
-    least = TIED_EPOCHS * train_chars
-    if wide and not given & {"hidden_size", "embedding_size", "tie_weights", "cutoffs"} and chars(model) > least:
+    least, head_given = TIED_EPOCHS * train_chars, bool(given & {"embedding_size", "tie_weights", "cutoffs"})
+    if wide and not head_given and "hidden_size" not in given and chars(model) > least:
         step = LADDER.index(model.hidden_size)
         tied = [H for H in LADDER[max(0, step - 1) : step + 1] if fit(shaped(H, True), least)]
         model = shaped(tied[-1], True) if tied else model
@@ -189,8 +189,8 @@ def choose(config: TrainConfig, counts, speed: float, given: set[str], lines: in
     # as --items (validated on items from all of it: 2.003, 1.979 tied, 1.962, 1.942 untied), nor past the cap
     # (the names at 10 minutes: 1.752 tied, 1.680 untied), nor on prose (Die Verwandlung: 1.440 against ~1.40).
     a_list = train_chars < SHORT_LINES * lines and not config.data.items and not wide and train_chars < SMALL_CORPUS
-    list_tied = a_list and REGULARISE[1][0] * train_chars < chars(model) <= EPOCH_CAP * train_chars
-    if list_tied and not given & {"embedding_size", "tie_weights", "cutoffs"}:
+    list_tied = a_list and not head_given and REGULARISE[1][0] * train_chars < chars(model) <= EPOCH_CAP * train_chars
+    if list_tied:
         model = shaped(model.hidden_size, True)
     tied_head = wide and model.tie_weights  # a large vocabulary's tied full softmax, chosen or typed
     C = full = chars(model)
@@ -227,9 +227,8 @@ def choose(config: TrainConfig, counts, speed: float, given: set[str], lines: in
     # But a GRU whose run the budget ends (not an epoch limit) takes 32: PyTorch's GRU has no fused CPU kernel, its time
     # goes to per-step work that a wider batch shares (2x256, one thread: 1.5x the characters a second at 32), so
     # it reads more (the names at 2 minutes, side by side: 1.679, 1.691, 1.685 against 1.707, 1.699, 1.715 at 16)
-    wanted = (
-        (32 if model.cell == "gru" and C >= full else 16) if small_batches else _power_of_two(C / (STEPS * T), 16, 128)
-    )
+    smallest = 32 if model.cell == "gru" and C >= full else 16  # C < full: an epoch limit ends the run
+    wanted = smallest if small_batches else _power_of_two(C / (STEPS * T), 16, 128)
     B = config.batch_size if "batch_size" in given else min(most, wanted)
     # The tied head of a large vocabulary takes the largest step: a rare character's row learns from few
     # occurrences (西遊記 at 10 minutes, tied 2x256: 4.318 and 4.306 nats at 1 / H, 4.282 and 4.269 at 0.005)
@@ -271,7 +270,7 @@ def choose(config: TrainConfig, counts, speed: float, given: set[str], lines: in
         + (
             f"; a list of short lines read under {EPOCH_CAP} times: the output layer tied to the embedding, "
             "which learns it by heart more slowly"
-            if list_tied and model.tie_weights and "tie_weights" not in given
+            if list_tied
             else ""
         )
         + (f"; kept from your flags: {', '.join(sorted(given & _RULE))}" if given & _RULE else "")
