@@ -40,10 +40,8 @@ def train_config_from_args(args: argparse.Namespace):
     if start.preset is not None:
         knobs.apply(config, knobs.load_preset(start.preset))
     knobs.apply(config, given)
-    if config.model.tie_weights and "embedding_size" not in given:  # tying needs E = H: say it once, not twice
-        config.model.embedding_size = config.model.hidden_size
     config.keep = sorted(given)  # --settings auto chooses the others (training/settings.py)
-    return config
+    return config.with_tied_embedding()
 
 
 def cmd_train(args, argv: list[str]) -> int:

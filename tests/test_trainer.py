@@ -77,6 +77,16 @@ def test_resume_refuses_to_change_the_model_and_new_runs_refuse_an_existing_fold
         train(config(tmp_path, max_steps=3))
 
 
+def test_tie_weights_through_the_python_api_sets_the_embedding_to_the_hidden_size(tmp_path):
+    """As `charrnn train --tie-weights` does: E left at its default follows H; a changed E is refused."""
+    tied = ModelConfig(hidden_size=24, tie_weights=True)
+    train(config(tmp_path, max_steps=2, full=True, **tied.__dict__))
+    saved = json.loads((tmp_path / "run" / "last" / "checkpoint.json").read_text())["model"]
+    assert saved["tie_weights"] and saved["embedding_size"] == saved["hidden_size"] == 24
+    with pytest.raises(CharRNNError, match="--tie-weights needs --embedding-size equal to --hidden-size"):
+        train(config(tmp_path, "typed", max_steps=2, full=True, **{**tied.__dict__, "embedding_size": 8}))
+
+
 def test_metrics_checkpoints_and_best(tmp_path):
     r = train(config(tmp_path, max_steps=20))
     run = tmp_path / "run"

@@ -41,7 +41,7 @@ class ModelConfig(Checked):
     tie_weights: bool = knob(
         False,
         "share the input embedding with the output layer (needs --embedding-size equal to --hidden-size, "
-        "which `train` sets when --embedding-size is not typed)",
+        "which training sets when --embedding-size is left out, on the CLI or in the Python API)",
     )
     bidirectional: bool = knob(
         False, "read each item both ways (--task classify, tag and truecase: they may look ahead, generation may not)"

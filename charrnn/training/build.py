@@ -44,6 +44,7 @@ def check(config: TrainConfig, resume: bool = False) -> None:
 def build_trainer(config: TrainConfig, resume: bool = False, folder=None) -> tuple[Trainer, object]:
     """A Trainer for `config` (continuing the run in config.out if `resume`), and its process group.
     folder: the run_folder.RunFolder that train() opened (locked), if any."""
+    config = config.with_tied_embedding()
     check(config, resume)
     out = Path(config.out)
     if not resume and ckpt.has_checkpoint(out):

@@ -5,7 +5,7 @@ schedule, and which knobs --resume may change.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 
 from charrnn import checkpoint as ckpt
 from charrnn.data.corpus import DataConfig
@@ -142,6 +142,16 @@ class TrainConfig(Checked):
             raise CharRNNError("--balance weighs the labels of --task classify; drop it for this task")
         if self.task != "next-char" and self.init_from:
             raise CharRNNError("--init-from fine-tunes next-char models; train a new --task model instead")
+
+    def with_tied_embedding(self) -> TrainConfig:
+        """Tying shares one matrix as the (V, E) embedding and the (V, H) head, so it needs E = H:
+        with --tie-weights and no --embedding-size given (typed on the CLI, or changed from its
+        default through the Python API, as `keep` says), E follows H. The CLI and train() both ask."""
+        default = ModelConfig().embedding_size
+        given = "embedding_size" in self.keep if self.keep is not None else self.model.embedding_size != default
+        if not self.model.tie_weights or given:
+            return self
+        return replace(self, model=replace(self.model, embedding_size=self.model.hidden_size))
 
     def to_json(self) -> dict:
         return asdict(self)

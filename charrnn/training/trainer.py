@@ -282,6 +282,7 @@ def train(config: TrainConfig, resume: bool = False) -> TrainResult:
     """
     from charrnn.training.build import build_trainer, check
 
+    config = config.with_tied_embedding()
     check(config, resume)  # a bad config is refused before the run folder is touched
     # One writer per run folder: locked, tidied and its metrics cut back before anything
     # reads it. Under torchrun, rank 0 writes (RANK is set before any process group exists).
