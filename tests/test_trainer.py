@@ -1,3 +1,4 @@
+import gc
 import json
 import math
 
@@ -85,6 +86,22 @@ def test_tie_weights_through_the_python_api_sets_the_embedding_to_the_hidden_siz
     assert saved["tie_weights"] and saved["embedding_size"] == saved["hidden_size"] == 24
     with pytest.raises(CharRNNError, match="--tie-weights needs --embedding-size equal to --hidden-size"):
         train(config(tmp_path, "typed", max_steps=2, full=True, **{**tied.__dict__, "embedding_size": 8}))
+
+
+def test_train_frees_its_trainer_before_the_process_group_closes(tmp_path, monkeypatch):
+    """The trainer sits in reference cycles; under torchrun its DDP module holds the gloo group, which
+    must go at group.close(), not in interpreter shutdown (where a rank aborted now and then)."""
+    from charrnn.training.distributed import Dist
+    from charrnn.training.trainer import Trainer
+
+    alive = []
+    monkeypatch.setattr(Dist, "close", lambda self: alive.extend(o for o in gc.get_objects() if type(o) is Trainer))
+    gc.disable()
+    try:
+        train(config(tmp_path, max_steps=2))
+    finally:
+        gc.enable()
+    assert alive == []
 
 
 def test_metrics_checkpoints_and_best(tmp_path):

@@ -14,6 +14,7 @@ state_dict. Nothing here imports torch.
 from __future__ import annotations
 
 import copy
+import gc
 import math
 import os
 import signal
@@ -290,6 +291,12 @@ def train(config: TrainConfig, resume: bool = False) -> TrainResult:
         trainer, group = build_trainer(config, resume, folder)
         with group.errors():
             result = trainer.run()
+    # The trainer sits in reference cycles, and its DDP module holds the process group:
+    # left to the collector, gloo's group outlived destroy_process_group and was torn
+    # down in interpreter shutdown, where a rank now and then died with SIGABRT
+    # ("terminate called without an active exception") after a clean stop.
+    del trainer
+    gc.collect()
     # Only after success: with a rank gone, tearing the group down may itself block
     # (NCCL), and the process is about to exit anyway.
     group.close()
