@@ -5,7 +5,7 @@ schedule, and which knobs --resume may change.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 
 from charrnn import checkpoint as ckpt
 from charrnn.data.corpus import DataConfig
@@ -143,13 +143,22 @@ class TrainConfig(Checked):
         if self.task != "next-char" and self.init_from:
             raise CharRNNError("--init-from fine-tunes next-char models; train a new --task model instead")
 
+    def given(self) -> set[str]:
+        """The knobs the user set: those named in `keep` (the CLI lists the flags typed), or, when keep
+        is None (a Python caller's config), the training and model fields changed from their default."""
+        if self.keep is not None:
+            return set(self.keep)
+        return {
+            f.name
+            for config in (self, self.model)
+            for f in fields(config)
+            if f.name not in ("data", "model", "keep") and getattr(config, f.name) != _default(f)
+        }
+
     def with_tied_embedding(self) -> TrainConfig:
         """Tying shares one matrix as the (V, E) embedding and the (V, H) head, so it needs E = H:
-        with --tie-weights and no --embedding-size given (typed on the CLI, or changed from its
-        default through the Python API, as `keep` says), E follows H. The CLI and train() both ask."""
-        default = ModelConfig().embedding_size
-        given = "embedding_size" in self.keep if self.keep is not None else self.model.embedding_size != default
-        if not self.model.tie_weights or given:
+        with --tie-weights and no --embedding-size given, E follows H. The CLI and train() both ask."""
+        if not self.model.tie_weights or "embedding_size" in self.given():
             return self
         return replace(self, model=replace(self.model, embedding_size=self.model.hidden_size))
 
@@ -162,6 +171,10 @@ class TrainConfig(Checked):
         kw = {k: v for k, v in d.items() if k in names and k not in ("data", "model")}
         kw.setdefault("precision", "fp32")  # a run saved before --precision existed trained in float32
         return cls(data=DataConfig(**d.get("data", {})), model=ModelConfig.from_json(d.get("model", {})), **kw)
+
+
+def _default(f):
+    return f.default_factory() if f.default_factory is not MISSING else f.default
 
 
 def budget_used(config: TrainConfig, step: int, elapsed: float, steps_per_epoch: int) -> float:

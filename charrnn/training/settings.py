@@ -62,7 +62,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import MISSING, dataclass, fields, replace
+from dataclasses import dataclass, replace
 
 from charrnn.engines.config import ModelConfig
 from charrnn.training.config import TrainConfig
@@ -299,17 +299,8 @@ def _power_of_two(x: float, lo: int, hi: int) -> int:
 
 
 def given_knobs(config: TrainConfig) -> set[str]:
-    """The rule's knobs the user set: those named in config.keep (the CLI lists the flags typed), or,
-    when keep is None (a Python caller's config), those whose value differs from its default."""
-    if config.keep is not None:
-        return set(config.keep) & _RULE
-    defaults = {f.name: _default(f) for cls in (TrainConfig, ModelConfig) for f in fields(cls)}
-    values = {k: getattr(config, k) for k in TRAIN_KNOBS} | {k: getattr(config.model, k) for k in MODEL_KNOBS}
-    return {k for k, v in values.items() if v != defaults[k]}
-
-
-def _default(f):
-    return f.default_factory() if f.default_factory is not MISSING else f.default
+    """The rule's knobs the user set (TrainConfig.given)."""
+    return config.given() & _RULE
 
 
 def measure_speed(device, seconds: float = 1.0, precision: str = "fp32", cell: str = "lstm") -> float:
