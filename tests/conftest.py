@@ -1,4 +1,5 @@
 import os
+import signal
 
 import pytest
 import torch
@@ -12,6 +13,14 @@ tqdm.tqdm.monitor_interval = 0
 
 # Slow training runs are long only when CHARRNN_SLOW=1; CI runs their short version.
 SLOW = os.environ.get("CHARRNN_SLOW") == "1"
+
+
+def pytest_configure(config):
+    """A shell starts a background job (`make test &`, a runner's detached step) with SIGINT
+    ignored, and a child inherits SIG_IGN: the tests that press Ctrl-C at a charrnn process
+    would see it ignored. A handler, unlike SIG_IGN, is reset to the default by exec."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(autouse=True)
