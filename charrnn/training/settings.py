@@ -41,7 +41,8 @@ left out from the time budget (--max-time, or a preset's), the corpus and this m
                     over SMALL_BATCH_EPOCHS times: 16x64, whose noisier updates generalise better (the
                     names at 10 minutes: best validation 1.777 nats against 1.819 at 32x128; 西遊記,
                     ~9 epochs: 4.330 against 4.363); 32x64 for a GRU whose run the budget ends (on a
-                    CPU it reads 1.5x more characters a second at 32)
+                    CPU it reads 1.45x more characters a second at 32; the LSTM as much, but its
+                    loss did not gain)
     lr              1 / H, times sqrt(B / 16): smaller for wider layers, larger for bigger batches;
                     at most LR_MAX, and LR_MAX for the tied head of a large vocabulary
     schedule        cosine down to 2% over the budget, after a warm-up of a tenth of the expected
