@@ -85,7 +85,8 @@ LR_MAX = 5e-3  # the largest learning rate the rule gives
 STEPS = 2000  # updates the batch size aims for: fewer, larger batches once the budget allows more
 # (epochs up to, dropout, AdamW's weight decay, weight drop): more regularisation the more often the
 # text is read; weight drop only for a text under SMALL_CORPUS characters (or a large vocabulary's tied head)
-REGULARISE = ((1.5, 0.0, 0.0, 0.0), (2.5, 0.1, 0.0, 0.0), (20.0, 0.25, 0.1, 0.3), (math.inf, 0.5, 0.1, 0.3))
+WELL_READ = 2.5  # epochs above which weight decay and weight drop start (REGULARISE), and a list is tied
+REGULARISE = ((1.5, 0.0, 0.0, 0.0), (WELL_READ, 0.1, 0.0, 0.0), (20.0, 0.25, 0.1, 0.3), (math.inf, 0.5, 0.1, 0.3))
 GATES = {"rnn": 1, "gru": 3, "lstm": 4}
 # The knobs the rule sets, by where they live (model config or training config).
 MODEL_KNOBS = ("cell", "layers", "hidden_size", "embedding_size", "tie_weights", "cutoffs", "dropout", "weight_drop")
@@ -190,7 +191,7 @@ def choose(config: TrainConfig, counts, speed: float, given: set[str], lines: in
     # as --items (validated on items from all of it: 2.003, 1.979 tied, 1.962, 1.942 untied), nor past the cap
     # (the names at 10 minutes: 1.752 tied, 1.680 untied), nor on prose (Die Verwandlung: 1.440 against ~1.40).
     a_list = train_chars < SHORT_LINES * lines and not config.data.items and not wide and train_chars < SMALL_CORPUS
-    list_tied = a_list and not head_given and REGULARISE[1][0] * train_chars < chars(model) <= EPOCH_CAP * train_chars
+    list_tied = a_list and not head_given and WELL_READ * train_chars < chars(model) <= EPOCH_CAP * train_chars
     if list_tied:
         model = shaped(model.hidden_size, True)
     tied_head = wide and model.tie_weights  # a large vocabulary's tied full softmax, chosen or typed
