@@ -41,15 +41,17 @@ def train_config_from_args(args: argparse.Namespace):
         knobs.apply(config, knobs.load_preset(start.preset))
     knobs.apply(config, given)
     config.keep = sorted(given)  # --settings auto chooses the others (training/settings.py)
-    return config.with_tied_embedding()
+    return config
 
 
 def cmd_train(args, argv: list[str]) -> int:
+    from charrnn.training.build import accept
     from charrnn.training.distributed import launched, run_torchrun
     from charrnn.training.trainer import train
 
-    config, start = train_config_from_args(args), knobs.from_args(TrainStart, args)
-    config.check()  # every flag, before any data is read, and once rather than in each of nproc workers
+    start = knobs.from_args(TrainStart, args)
+    # every flag, before any data is read, and once rather than in each of nproc workers
+    config = accept(train_config_from_args(args), start.resume)
     if config.nproc and not launched():
         # This process becomes torchrun, which starts nproc copies of this same command
         # (where --nproc is ignored) and forwards Ctrl-C and SIGTERM to them.

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from charrnn.cli import build_parser, main
+from charrnn.errors import CharRNNError
 from conftest import small_text
 
 TINY = ["--hidden-size", "24", "--embedding-size", "8", "--batch-size", "4", "--seq-len", "16", "--quiet"]
@@ -96,12 +97,15 @@ def test_preset_and_flags_override_it(tmp_path, corpus):
 
 def test_tie_weights_alone_sets_the_embedding_to_the_hidden_size():
     from charrnn.cli import train_config_from_args
+    from charrnn.training.build import accept
 
-    c = train_config_from_args(build_parser().parse_args(["train", "--preset", "tiny", "--tie-weights"]))
-    c.check()  # tying needs E = H; the preset's E = 64 would have been refused
+    def train_config(*flags):
+        return accept(train_config_from_args(build_parser().parse_args(["train", *flags])))
+
+    c = train_config("--preset", "tiny", "--tie-weights")  # the preset's E = 64 would have been refused
     assert c.model.tie_weights and c.model.embedding_size == c.model.hidden_size == 256
-    typed = train_config_from_args(build_parser().parse_args(["train", "--tie-weights", "--embedding-size", "32"]))
-    assert typed.model.embedding_size == 32  # a typed size is kept, and refused in one line by check()
+    with pytest.raises(CharRNNError, match="--tie-weights needs --embedding-size equal to --hidden-size"):
+        train_config("--tie-weights", "--embedding-size", "32")  # a typed size is kept, and refused in one line
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])

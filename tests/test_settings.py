@@ -159,6 +159,18 @@ def test_a_small_corpus_gets_a_gru_a_larger_one_an_lstm_unless_the_cell_is_given
     assert pick(120, train_chars=100_000, given={"cell"}, cell="rnn").config.model.cell == "rnn"
 
 
+@pytest.mark.parametrize(
+    "train_chars, typed, cell", [(100_000, None, "gru"), (TS, None, "lstm"), (100_000, "rnn", "rnn")]
+)
+def test_the_speed_probe_times_the_cell_the_rule_builds(monkeypatch, train_chars, typed, cell):
+    timed = []
+    monkeypatch.setattr(settings, "measure_speed", lambda device, precision, cell: timed.append(cell) or SPEED)
+    config = TrainConfig(max_time=120, keep=["cell"] if typed else [])
+    config.model.cell = typed or config.model.cell
+    chosen = settings.adapt(config, zipf(65, train_chars), torch.device("cpu"), log=lambda line: None)
+    assert timed == [cell] and chosen.model.cell == cell
+
+
 def test_a_small_corpus_caps_the_model_at_16_recurrent_weights_per_character():
     small = pick(600, train_chars=110_000).config.model
     assert recurrent_weights(small) <= settings.DATA_RATIO * 110_000 == 16 * 110_000

@@ -32,20 +32,22 @@ from charrnn.training.parts import Parts, RunState, Solo
 from charrnn.training.trainer import Trainer
 
 
-def check(config: TrainConfig, resume: bool = False) -> None:
-    """Refuse, at once, a config that cannot train: its flags, and what its engine lacks."""
+def accept(config: TrainConfig, resume: bool = False) -> TrainConfig:
+    """The config a run trains with (with_tied_embedding: E = H for --tie-weights), refused at once
+    if it cannot train: its flags, and what its engine lacks. The CLI, train() and build_trainer() ask."""
+    config = config.with_tied_embedding()
     config.check()
     if config.model.cutoffs and not get_task(config.task).generates:
         raise CharRNNError(f"--cutoffs is a head over characters; --task {config.task} predicts labels: drop it")
     if config.engine == "reference":
         check_reference(config, resume)
+    return config
 
 
 def build_trainer(config: TrainConfig, resume: bool = False, folder=None) -> tuple[Trainer, object]:
     """A Trainer for `config` (continuing the run in config.out if `resume`), and its process group.
     folder: the run_folder.RunFolder that train() opened (locked), if any."""
-    config = config.with_tied_embedding()
-    check(config, resume)
+    config = accept(config, resume)
     out = Path(config.out)
     if not resume and ckpt.has_checkpoint(out):
         raise CharRNNError(f"{out} already holds a run; pass --resume to continue it or choose another --out")

@@ -157,7 +157,7 @@ class TrainConfig(Checked):
 
     def with_tied_embedding(self) -> TrainConfig:
         """Tying shares one matrix as the (V, E) embedding and the (V, H) head, so it needs E = H:
-        with --tie-weights and no --embedding-size given, E follows H. The CLI and train() both ask."""
+        with --tie-weights and no --embedding-size given, E follows H (asked by build.accept)."""
         if not self.model.tie_weights or "embedding_size" in self.given():
             return self
         return replace(self, model=replace(self.model, embedding_size=self.model.hidden_size))

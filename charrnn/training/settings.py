@@ -122,8 +122,10 @@ def train_cost(m: ModelConfig) -> float:
     return 3.0 * (layers + head)
 
 
-def pick_cell(train_chars: int) -> str:
-    return "gru" if train_chars < SMALL_CORPUS else "lstm"
+def pick_cell(config: TrainConfig, train_chars: int, given: set[str]) -> str:
+    """A typed --cell, else GRU under SMALL_CORPUS training characters and LSTM above. adapt() times
+    this cell and choose() builds it."""
+    return config.model.cell if "cell" in given else "gru" if train_chars < SMALL_CORPUS else "lstm"
 
 
 def recurrent_weights(m: ModelConfig) -> int:
@@ -149,8 +151,7 @@ def choose(config: TrainConfig, counts, speed: float, given: set[str], lines: in
     V, train_chars = len(counts), int(sum(counts))
     wide = V > LARGE_VOCAB
     cutoffs = adaptive_cutoffs(counts) if wide else []
-    if "cell" not in given:
-        m = replace(m, cell=pick_cell(train_chars))
+    m = replace(m, cell=pick_cell(config, train_chars, given))
 
     def shaped(H: int, tied: bool = False) -> ModelConfig:
         L, E = 2 if H < 512 else 3, H if wide or tied or m.tie_weights else 64  # a tied head needs E = H
@@ -347,8 +348,7 @@ def adapt(config: TrainConfig, counts, device, dist=None, log=print, lines: int 
     if config.settings != "auto" or not config.max_time or config.task != "next-char" or config.engine != "torch":
         return config
     given = given_knobs(config)
-    cell = config.model.cell if "cell" in given else pick_cell(int(sum(counts)))
-    speed = measure_speed(device, precision=config.precision, cell=cell)
+    speed = measure_speed(device, precision=config.precision, cell=pick_cell(config, int(sum(counts)), given))
     if dist is not None:
         speed = dist.reduce([speed])[0]
     choice = choose(config, counts, speed, given, lines)

@@ -281,10 +281,9 @@ def train(config: TrainConfig, resume: bool = False) -> TrainResult:
     Under torchrun this process is one rank of a data-parallel run (distributed.py);
     --nproc, which starts torchrun, is the CLI's job (cli.py).
     """
-    from charrnn.training.build import build_trainer, check
+    from charrnn.training.build import accept, build_trainer
 
-    config = config.with_tied_embedding()
-    check(config, resume)  # a bad config is refused before the run folder is touched
+    config = accept(config, resume)  # a bad config is refused before the run folder is touched
     # One writer per run folder: locked, tidied and its metrics cut back before anything
     # reads it. Under torchrun, rank 0 writes (RANK is set before any process group exists).
     with RunFolder.open(config.out, resume, writer=int(os.environ.get("RANK", "0")) == 0) as folder:
