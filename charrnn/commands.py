@@ -74,7 +74,8 @@ def cmd_train(args, argv: list[str]) -> int:
         else ""
     )
     use = get_task(config.task).command
-    print(f"Trained {result.step} steps{val}. Use it with: charrnn {use} {result.out}", file=sys.stderr)
+    read = f" ({result.epochs:.1f} epochs)" if result.epochs >= 0.05 else ""
+    print(f"Trained {result.step} steps{read}{val}. Use it with: charrnn {use} {result.out}", file=sys.stderr)
     return 0
 
 

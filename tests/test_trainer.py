@@ -48,6 +48,14 @@ def metrics(run):
     return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
 
 
+def test_the_result_counts_the_epochs_read(tmp_path):
+    """What the CLI's last line reports beside the steps, to set against --settings auto's estimate."""
+    two = train(config(tmp_path, "two", max_steps=0, max_epochs=2))
+    assert two.epochs == 2.0 and two.step % 2 == 0
+    part = train(config(tmp_path, "part", max_steps=two.step // 2 + 3))
+    assert part.epochs == pytest.approx(1 + 3 / (two.step // 2))
+
+
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_resume_is_bitwise_exact(tmp_path, precision):
     """2N steps in one run == N steps, then --resume to 2N: identical weights, bit for bit,

@@ -77,6 +77,7 @@ class TrainResult:
     best_val_loss: float | None
     interrupted: bool = False
     is_main: bool = True  # rank 0 (or the only process): the one that reports
+    epochs: float = 0.0  # passes over the training text: what --settings auto's "can read" estimated
 
 
 @dataclass

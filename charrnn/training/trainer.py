@@ -64,7 +64,7 @@ class Trainer:
             "vocab": self.parts.vocab.to_json(),
             **({"labels": list(self.parts.labels)} if self.parts.labels else {}),
             "step": r.step,
-            "epoch": r.epoch + r.batch_index / self.batches.num_chunks,
+            "epoch": self.epochs(),
             "metrics": {"val_loss": self.last_val, "best_val_loss": r.best_val if r.best_val < math.inf else None},
             "train": self.config.to_json(),
         }
@@ -221,7 +221,13 @@ class Trainer:
             self._restore_signals(handlers)
         best = self.run_state.best_val if self.run_state.best_val < math.inf else None
         stopped = self.stop_signal is not None
-        return TrainResult(self.out, self.step, train_loss, self.last_val, best, stopped, self.group.is_main)
+        return TrainResult(
+            self.out, self.step, train_loss, self.last_val, best, stopped, self.group.is_main, self.epochs()
+        )
+
+    def epochs(self) -> float:
+        """Passes over the training layout so far (the whole ones and the share of this one)."""
+        return self.run_state.epoch + self.run_state.batch_index / self.batches.num_chunks
 
     def should_stop(self) -> bool:
         """Whether to stop now; all ranks agree, so they stop after the same step.
