@@ -18,6 +18,7 @@ from charrnn.engines.model import CharRNN, ModelConfig
 from charrnn.training import settings
 from charrnn.training.config import TrainConfig
 from charrnn.training.settings import choose, given_knobs, measure_speed, recurrent_weights, train_cost
+from conftest import small_text
 
 SPEED = 25e9  # multiply-adds/s: what measure_speed reads on the 2-core AMD EPYC the rule was fitted on
 TS = 1_003_854  # Tiny Shakespeare's training characters
@@ -116,9 +117,9 @@ def test_the_rule_is_told_how_many_lines_the_training_split_has(tmp_path, monkey
     told = {}
     real = settings.choose
 
-    def spy(config, counts, speed, given, lines=0):
+    def spy(config, counts, speed, given, lines=0, *rest):
         told.update(chars=int(sum(counts)), lines=lines)
-        return real(config, counts, speed, given, lines)
+        return real(config, counts, speed, given, lines, *rest)
 
     monkeypatch.setattr(settings, "choose", spy)
     data = tmp_path / "names.txt"
@@ -213,6 +214,42 @@ def test_a_gru_the_budget_stops_gets_32x64_where_a_text_read_over_five_times_wou
 def test_a_tiny_text_on_a_fast_machine_still_gets_batches_that_fit_it_ten_times():
     c = pick(60, train_chars=12_150, speed=SPEED * 40).config  # what a quiet CI machine chose: 128 x 128
     assert c.batch_size * c.seq_len * 10 <= 12_150 and c.batch_size >= 1
+
+
+def test_items_bound_the_batch_and_every_process_gets_as_many_rows():
+    """--items: a batch holds whole items, so 3 files cannot fill 16 rows; --nproc 2 needs an even B."""
+    three = TrainConfig(max_time=10, data=DataConfig(items="files"))
+    assert choose(three, zipf(40, 30_000), SPEED, set(), items=3).config.batch_size == 1
+    assert choose(three, zipf(40, 30_000), SPEED, set(), items=200).config.batch_size == 20  # 10 batches an epoch
+    two = choose(TrainConfig(max_time=10), zipf(30, 270), SPEED, set(), ranks=2).config
+    tiny = [pick(10, train_chars=270).config, two]
+    assert [c.batch_size for c in tiny] == [1, 2]
+    typed = choose(TrainConfig(max_time=10, batch_size=3), zipf(30, 270), SPEED, {"batch_size"}, ranks=2)
+    assert typed.config.batch_size == 3  # a typed B is the user's: distributed.py refuses it in one line
+
+
+def test_adapt_tells_the_rule_how_many_processes_train(monkeypatch):
+    class Two:  # a training.distributed.Dist of two ranks, each measuring SPEED
+        world_size = 2
+
+        def reduce(self, values):
+            return [2 * v for v in values]
+
+    monkeypatch.setattr(settings, "measure_speed", lambda device, precision, cell: SPEED)
+    chosen = settings.adapt(TrainConfig(max_time=10), zipf(30, 270), torch.device("cpu"), Two(), lambda line: None)
+    assert chosen.batch_size == 2
+
+
+def test_a_few_files_as_items_train_with_the_chosen_settings(tmp_path):
+    from charrnn.training.trainer import train
+
+    folder = tmp_path / "poems"
+    folder.mkdir()
+    for i in range(3):
+        (folder / f"{i}.txt").write_text(small_text(300 + i))  # ~11 KB: 10 batches of 16x64 by characters
+    data = DataConfig(data=str(folder), items="files", val_fraction=0.0)
+    result = train(TrainConfig(data=data, out=str(tmp_path / "run"), max_time=3, max_steps=3, quiet=True))
+    assert result.step == 3
 
 
 def test_dropout_weight_decay_and_weight_drop_follow_the_epochs_the_budget_allows():

@@ -122,8 +122,11 @@ def _fit_settings(config: TrainConfig, corpus, device, dist) -> TrainConfig:
     counts = np.bincount(train_ids, minlength=corpus.vocab.size + bool(d.items))  # items: + their end symbol
     newline = newline_id(corpus.vocab)
     lines = int(counts[newline]) if newline is not None else 0
+    # --items: batches hold whole items, so their number bounds the batch (_layout splits them the same way)
+    cut = cut_items(corpus.ids, newline, d.items, corpus.file_ids) if d.items else None
+    items = len(cut.split(d.val_fraction, d.test_fraction)[0]) if cut is not None else 0
     log = (lambda line: print(line, file=sys.stderr)) if dist.is_main else (lambda line: None)
-    return adapt(config, counts, device, dist, log, lines)
+    return adapt(config, counts, device, dist, log, lines, items)
 
 
 def _layout(config: TrainConfig, corpus):

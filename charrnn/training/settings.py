@@ -37,7 +37,8 @@ left out from the time budget (--max-time, or a preset's), the corpus and this m
                     at 10 minutes: 1.405 -> 1.453, the LSTM's bf16 kernel ~20% slower with it),
                     unless it has a large vocabulary and the tied head (few examples a character)
     batch B, T      as many updates as the budget allows: B = C / (STEPS x T), 16 to 128, and at most
-                    what leaves 10 batches an epoch (a text of a few thousand characters); a text read
+                    what leaves 10 batches an epoch (a text of a few thousand characters, or --items:
+                    of whole items), rounded up to a multiple of the processes (--nproc); a text read
                     over SMALL_BATCH_EPOCHS times: 16x64, whose noisier updates generalise better (the
                     names at 10 minutes: best validation 1.777 nats against 1.819 at 32x128; 西遊記,
                     ~9 epochs: 4.330 against 4.363); 32x64 for a GRU whose run the budget ends (on a
@@ -143,10 +144,13 @@ class Choice:
     why: str
 
 
-def choose(config: TrainConfig, counts, speed: float, given: set[str], lines: int = 0) -> Choice:
+def choose(
+    config: TrainConfig, counts, speed: float, given: set[str], lines: int = 0, items: int = 0, ranks: int = 1
+) -> Choice:
     """The rule: `config` with the knobs not in `given` chosen for a budget of config.max_time
     seconds and a training split whose characters occur `counts` (V,) times, in `lines` lines (its
-    newlines; 0: unknown), on a machine doing `speed` multiply-adds per second (measure_speed)."""
+    newlines; 0: unknown) or, with --items, `items` items, on a machine doing `speed` multiply-adds
+    per second (measure_speed), trained by `ranks` processes."""
     m, budget = config.model, config.max_time
     V, train_chars = len(counts), int(sum(counts))
     wide = V > LARGE_VOCAB
@@ -226,14 +230,15 @@ def choose(config: TrainConfig, counts, speed: float, given: set[str], lines: in
     # minutes, 8 to 16 epochs, flipped between the two from one run to the next.
     many, small_batches = epochs > MANY_EPOCHS, epochs > SMALL_BATCH_EPOCHS
     T = config.seq_len if "seq_len" in given else 64 if C < 5e6 or small_batches else 128
-    most = max(1, (train_chars - 1) // (T * 10))  # a small text still makes 10 batches an epoch
+    most = max(1, (items or (train_chars - 1) // T) // 10)  # a small text still makes 10 batches an epoch
     # But a GRU whose run the budget ends (not an epoch limit) takes 32: a wider batch shares a step's fixed work
     # (2x256, one thread: 1.45x the characters a second at 32), so it reads more (the names at 2 minutes, side by
     # side: 1.679, 1.691, 1.685 against 1.707, 1.699, 1.715 at 16). The LSTM gains as much speed but not loss: at
     # 10 minutes Tiny Shakespeare scored 1.4067 at 32 against 1.4074 at 16, 西遊記 4.288 against 4.226
     smallest = 32 if model.cell == "gru" and C >= full else 16  # C < full: an epoch limit ends the run
     wanted = smallest if small_batches else _power_of_two(C / (STEPS * T), 16, 128)
-    B = config.batch_size if "batch_size" in given else min(most, wanted)
+    # every rank reads as many rows of a batch (distributed.py), so B is a multiple of the processes
+    B = config.batch_size if "batch_size" in given else -(-min(most, wanted) // ranks) * ranks
     # The tied head of a large vocabulary takes the largest step: a rare character's row learns from few
     # occurrences (西遊記 at 10 minutes, tied 2x256: 4.318 and 4.306 nats at 1 / H, 4.282 and 4.269 at 0.005)
     rate = LR_MAX if tied_head else math.sqrt(B / 16) / model.hidden_size
@@ -342,7 +347,7 @@ def measure_speed(device, seconds: float = 1.0, precision: str = "fp32", cell: s
     return 16 * 64 * train_cost(probe) / statistics.median(times[1:])
 
 
-def adapt(config: TrainConfig, counts, device, dist=None, log=print, lines: int = 0) -> TrainConfig:
+def adapt(config: TrainConfig, counts, device, dist=None, log=print, lines: int = 0, items: int = 0) -> TrainConfig:
     """config with the rule applied, when it applies: --settings auto, a time budget, next-character
     prediction on the PyTorch engine. A distributed run's speed is the sum of its ranks' (the same on each)."""
     if config.settings != "auto" or not config.max_time or config.task != "next-char" or config.engine != "torch":
@@ -351,6 +356,6 @@ def adapt(config: TrainConfig, counts, device, dist=None, log=print, lines: int 
     speed = measure_speed(device, precision=config.precision, cell=pick_cell(config, int(sum(counts)), given))
     if dist is not None:
         speed = dist.reduce([speed])[0]
-    choice = choose(config, counts, speed, given, lines)
+    choice = choose(config, counts, speed, given, lines, items, dist.world_size if dist is not None else 1)
     log(choice.why)
     return choice.config
