@@ -13,7 +13,7 @@ import sys
 
 from charrnn import knobs
 from charrnn.commands import COMMANDS, TrainStart, cmd_train, train_config_from_args  # noqa: F401  (re-exported)
-from charrnn.errors import CharRNNError, os_error
+from charrnn.errors import CharRNNError, os_error, out_of_memory
 
 DESCRIPTION = "Character-level RNN, LSTM and GRU language models: train on any text, then write like it."
 
@@ -118,10 +118,13 @@ def build_parser() -> argparse.ArgumentParser:
             [LoadConfig, CardConfig],
         ),
     ]
+    # card loads the model on the CPU whatever --device says (three short samples need no GPU),
+    # so it does not offer the flag
+    skip = {"card": ("device",)}
     for name, help_, description, configs in commands:
         p = sub.add_parser(name, help=help_, description=description)
         for cls in configs:
-            knobs.add_flags(p, cls)
+            knobs.add_flags(p, cls, skip.get(name, ()))
     return parser
 
 
@@ -173,6 +176,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     except OSError as e:  # one the code did not expect: still one line, never a traceback
         print(f"charrnn {command}: error: {os_error(e, f'complete charrnn {command}')}", file=sys.stderr)
+        return 2
+    except (MemoryError, RuntimeError) as e:
+        # Sizes too big for this machine (numpy raises MemoryError, PyTorch a RuntimeError). Nothing is
+        # lost: a run folder keeps its last saved checkpoint, and one that never saved is removed.
+        if (oom := out_of_memory(e, command)) is None:
+            raise
+        print(f"charrnn {command}: error: {oom}", file=sys.stderr)
         return 2
     finally:
         if previous is not None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from charrnn.data.corpus import DataConfig, load_corpus
+from charrnn.data.corpus import DataConfig, NotUTF8, load_corpus
 from charrnn.data.items import ItemBatches, Items, cut_items, newline_id
 from charrnn.data.layout import Streams, shard_rows
 from charrnn.errors import CharRNNError
@@ -183,7 +183,10 @@ def eval_run(run: str, config: EvalConfig, which: str = "best", device: str = "c
             "drop --dynamic"
         )
     data = DataConfig(data=config.data, encoding=vocab.encoding, cache_dir=config.cache_dir)
-    corpus = load_corpus(data, vocab.with_end(False), unknown="skip")
+    try:
+        corpus = load_corpus(data, vocab.with_end(False), unknown="skip")
+    except NotUTF8 as e:  # eval has no --encoding: the model's is the only one it can read
+        raise e.for_model() from None
     saved = meta.get("train", {}).get("data", {})
     fractions = saved.get("val_fraction", 0.1), saved.get("test_fraction", 0.0)
     part = ("train", "val", "test").index(config.split) if config.split != "all" else None

@@ -15,6 +15,7 @@ import glob
 import hashlib
 import json
 import os
+import shlex
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -31,6 +32,28 @@ _ASCII = bytes(range(128))
 CHUNK_BYTES = 16 << 20  # read 16 MB at a time: big enough to be fast, small enough for any machine
 BUNDLED = "tinyshakespeare.txt"
 CACHE_VERSION = 2  # 2: meta.json records the ids of each file
+
+
+class NotUTF8(CharRNNError):
+    """A text file that is not UTF-8. Its fix depends on the command: train can read any file
+    with --encoding bytes, but eval and the like read text in the model's encoding, so for them
+    (can_read_bytes=False) converting the file is the only fix."""
+
+    def __init__(self, path: Path, offset: int, can_read_bytes: bool = True):
+        self.path, self.offset = Path(path), offset
+        # iconv needs the file's real encoding; Latin-1 is the usual one (and a safe guess to show)
+        out = self.path.with_name(f"{self.path.stem}.utf8{self.path.suffix}")
+        iconv = f"iconv -f latin1 -t utf-8 {shlex.quote(str(path))} > {shlex.quote(str(out))}"
+        convert = f"convert it to UTF-8 (if it is Latin-1: {iconv})"
+        if can_read_bytes:
+            fix = f"{convert} or pass --encoding bytes to read any file as bytes"
+        else:
+            fix = f"this model reads UTF-8 text: {convert}"
+        super().__init__(f"{path} is not valid UTF-8 (byte offset {offset}); {fix}")
+
+    def for_model(self) -> NotUTF8:
+        """The same error for a command whose encoding is the model's, with no --encoding flag."""
+        return NotUTF8(self.path, self.offset, can_read_bytes=False)
 
 
 @dataclass
@@ -122,10 +145,7 @@ def _chunks(path: Path, encoding: str):
                     text = decoder.decode(raw, final=final)
                 except UnicodeDecodeError as e:
                     at = offset - pending + e.start
-                    raise CharRNNError(
-                        f"{path} is not valid UTF-8 (byte offset {at}); "
-                        "fix the file or pass --encoding bytes to read any file as bytes"
-                    ) from None
+                    raise NotUTF8(path, at) from None
                 if final:
                     return
                 yield raw, text
