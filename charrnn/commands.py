@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import shlex
 import sys
 from dataclasses import dataclass
 
@@ -73,9 +74,14 @@ def cmd_train(args, argv: list[str]) -> int:
         if result.val_loss
         else ""
     )
-    use = get_task(config.task).command
+    use = f"{get_task(config.task).command} {result.out}"
+    if config.task == "generate":  # `charrnn sample` refuses it without --label: name a real one
+        from charrnn import checkpoint as ckpt
+
+        labels = ckpt.read_meta(ckpt.resolve(result.out)).get("labels") or []
+        use += f" --label {shlex.quote(labels[0])}" if labels else ""
     read = f" ({result.epochs:.1f} epochs)" if result.epochs >= 0.05 else ""
-    print(f"Trained {result.step} steps{read}{val}. Use it with: charrnn {use} {result.out}", file=sys.stderr)
+    print(f"Trained {result.step} steps{read}{val}. Use it with: charrnn {use}", file=sys.stderr)
     return 0
 
 
@@ -109,7 +115,7 @@ def cmd_sample(args) -> int:
     if config.novel_only or (config.novelty and vocab.end):  # whole items: which exist in the training set
         from charrnn.sampling.novelty import items_for_run, sample_novel
 
-        seen = items_for_run(meta)
+        seen = items_for_run(meta, config.novelty_data)
     if config.novel_only:
         texts = sample_novel(model, vocab, config, seen)
         write("".join(text + "\n" for text in texts))

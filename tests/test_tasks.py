@@ -10,18 +10,20 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from charrnn.cli import main
 from charrnn.data.corpus import DataConfig
 from charrnn.data.labelled import lower_and_case
 from charrnn.engines.config import ModelConfig
 from charrnn.engines.model import CharRNN, loss_fn, row_lengths
 from charrnn.errors import CharRNNError
 from charrnn.evaluation import EvalConfig
-from charrnn.labelled_eval import _casing_baseline, eval_labelled
+from charrnn.labelled_eval import _casing_baseline, eval_labelled, labelled_items, texts_of
 from charrnn.load import LoadConfig, load_model
 from charrnn.predict import Labeller, classify, tag
 from charrnn.reference.gradcheck import grad_check
 from charrnn.reference.model import CharRNN as RefRNN
 from charrnn.sampling.generate import SampleConfig, sample
+from charrnn.sampling.novelty import items_for_run
 from charrnn.tasks import IGNORE
 from charrnn.training.config import TrainConfig, resumed_config
 from charrnn.training.trainer import train
@@ -85,6 +87,46 @@ def test_generate_writes_items_for_the_label_asked(tmp_path):
     val = eval_labelled(run, EvalConfig(data=str(folder), split="val")).figures
     assert val["nats_true"] < val["nats_other"]
     assert eval_labelled(run, EvalConfig(data=str(folder), split="train")).figures["true_lowest"] > 0.8
+
+
+def cli_generate_run(tmp_path, capsys, steps: int):
+    """(names folder, run folder, stderr) of `charrnn train --task generate` on names_folder."""
+    folder, run = names_folder(tmp_path), tmp_path / "gen"
+    flags = f"--task generate --data {folder} --out {run} --val-fraction 0.2 --hidden-size 32 --layers 1"
+    flags += f" --embedding-size 16 --batch-size 4 --lr 1e-2 --max-steps {steps} --max-epochs 0"
+    assert main(["train", *flags.split(), "--eval-every", str(steps), "--threads", "1", "--quiet"]) == 0
+    return folder, run, capsys.readouterr().err
+
+
+def test_train_ends_with_a_sample_command_that_works_for_a_generate_model(tmp_path, capsys):
+    _, run, err = cli_generate_run(tmp_path, capsys, steps=4)
+    hint = err.strip().splitlines()[-1]
+    assert hint.endswith(f"Use it with: charrnn sample {run} --label Russian"), hint
+    assert main(hint.split("Use it with: charrnn ")[1].split()) == 0  # as shown, it samples
+    assert capsys.readouterr().out.strip()
+
+
+def test_novelty_and_novel_only_compare_a_generate_model_with_its_training_items(tmp_path, capsys):
+    folder, run, _ = cli_generate_run(tmp_path, capsys, steps=600)
+    meta = json.loads((run / "best" / "checkpoint.json").read_text())
+    train_items, val_items, vocab, _ = labelled_items(meta, str(folder), "val")
+    seen, held_out = texts_of(train_items, vocab), texts_of(val_items, vocab)
+    args = ["sample", str(run), "--label", "Russian", "--num-samples", "12", "--seed", "1", "--length", "30"]
+    assert main([*args, "--novelty"]) == 0
+    out = capsys.readouterr()
+    names = out.out.split()
+    copied = sum(name in seen for name in names)
+    assert len(names) == 12 and copied >= 3, names  # it writes back training names: the count is not 0 by chance
+    assert f"novelty: {copied} of 12 items exist verbatim in the training set" in out.err
+    joined = "\n".join(seen)  # the index reads the training items, one after the other
+    for i, name in enumerate(names):
+        longest = max(j - a for a in range(len(name)) for j in range(a, len(name) + 1) if name[a:j] in joined)
+        assert f"novelty of sample {i + 1}: longest stretch copied from the training text: {longest} char" in out.err
+    # every label's training items count as seen (a Swedish name is copied under any label), held-out ones do not
+    assert items_for_run(meta).items_seen(seen + held_out) == [True] * len(seen) + [False] * len(held_out)
+    assert main([*args, "--novel-only", "--temperature", "1.5"]) == 0  # hotter: new names are rare at 1
+    names = capsys.readouterr().out.split()
+    assert len(names) == 12 and not set(names) & set(seen), names
 
 
 def test_cli_refuses_a_command_that_does_not_fit_the_task(tmp_path):
