@@ -10,9 +10,10 @@ from charrnn.cli import main
 from charrnn.data.corpus import DataConfig
 from charrnn.data.vocab import Vocab
 from charrnn.engines.model import CharRNN, ModelConfig
+from charrnn.errors import CharRNNError
 from charrnn.training.build import build_trainer
 from charrnn.training.config import TrainConfig
-from charrnn.training.init_from import grow_vocab, grow_weights
+from charrnn.training.init_from import Source, fine_tuning_config, grow_vocab, grow_weights, id_map
 from conftest import small_text
 
 
@@ -89,6 +90,8 @@ def test_a_new_run_starts_from_the_old_weights_and_learns_the_new_characters(tmp
             model=ModelConfig(hidden_size=32, embedding_size=16, weight_drop=weight_drop),
             **dict(extra),
         )
+        if "init_from" in dict(extra):  # the model's shape is the old run's: it may not be given
+            config.model = ModelConfig(weight_drop=weight_drop)
         return build_trainer(config)[0]
 
     tuned = new_run("tuned", ("init_from", str(tmp_path / "old")), weight_drop=0.1)
@@ -141,3 +144,122 @@ def test_the_end_symbol_keeps_its_learned_row():
     g = grow_weights(w, old, new, tied=False, seed=0)
     assert g["head.bias"][new.end_id] == w["head.bias"][old.end_id] == 3
     assert np.array_equal(g["embedding.weight"][new.end_id], w["embedding.weight"][old.end_id])
+
+
+def source(task="next-char", items=None, vocab=None, **model) -> Source:
+    """A run to fine-tune from, as load_source reads it (weights are not needed here)."""
+    model = ModelConfig(cell="gru", layers=1, hidden_size=32, embedding_size=16, **model)
+    return Source({}, vocab or Vocab.from_chars("ab\n").with_end(items is not None), model, 10, task, items)
+
+
+@pytest.mark.parametrize("task", ["classify", "tag", "truecase"])
+def test_a_run_whose_head_is_not_characters_is_refused_in_one_line(task):
+    config = TrainConfig(init_from="runs/cls")
+    with pytest.raises(CharRNNError, match=f"runs/cls was trained with --task {task}; --init-from fine-tunes"):
+        fine_tuning_config(config, source(task))
+
+
+def test_the_model_is_the_runs_with_its_regularisation_unless_given():
+    src = source(dropout=0.25, weight_drop=0.3, items="lines")
+    tuned = fine_tuning_config(TrainConfig(init_from="runs/de", lr=0.01), src)
+    assert tuned.model == src.model and tuned.model.dropout == 0.25 and tuned.model.weight_drop == 0.3
+    assert tuned.data.items == "lines"  # the end symbol stays: samples are still whole items
+    assert tuned.keep == ["init_from", "lr"]  # what was given, so that --resume sees the same
+    # typed on the command line: a 0 too
+    typed = TrainConfig(init_from="runs/de", keep=["init_from", "dropout", "items"])
+    typed.data.items = "paragraphs"
+    tuned = fine_tuning_config(typed, src)
+    assert (tuned.model.dropout, tuned.model.weight_drop, tuned.data.items) == (0.0, 0.3, "paragraphs")
+    assert tuned.model.hidden_size == 32 and tuned.model.cell == "gru"
+
+
+@pytest.mark.parametrize(
+    "model, keep, flag",
+    [
+        (ModelConfig(hidden_size=512), None, "--hidden-size"),
+        (ModelConfig(cell="gru"), None, "--cell"),
+        (ModelConfig(layers=3, cutoffs=[10]), None, "--cutoffs, --layers"),
+        (ModelConfig(), ["init_from", "embedding_size"], "--embedding-size"),  # typed, even as the default
+        (ModelConfig(hidden_size=64, embedding_size=64, tie_weights=True), None, "--hidden-size, --tie-weights"),
+    ],
+)
+def test_a_given_model_shape_is_refused_in_one_line(model, keep, flag):
+    config = TrainConfig(init_from="runs/de", model=model, keep=keep)
+    with pytest.raises(CharRNNError, match=f"^--init-from keeps the model shape of runs/de: drop {flag}"):
+        config.check()
+    TrainConfig(init_from="runs/de", model=ModelConfig(dropout=0.5, weight_drop=0.2)).check()  # these may change
+
+
+def test_a_typed_shape_flag_is_refused_before_anything_is_read(tmp_path, capsys):
+    (tmp_path / "t.txt").write_text(small_text(50))
+    argv = ["train", "--data", str(tmp_path / "t.txt"), "--out", str(tmp_path / "x"), "--init-from", "runs/de"]
+    assert main([*argv, "--hidden-size", "512", "--cell", "lstm"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["charrnn train: error: --init-from keeps the model shape of runs/de: drop --cell, --hidden-size"]
+    assert not (tmp_path / "x").exists()
+
+
+def test_label_symbols_of_a_generate_run_are_dropped():
+    old = Vocab.from_chars("ab\n").with_labels(("x", "y"))  # a b \n <end> <x> <y>
+    new = grow_vocab(old, Vocab.from_chars("abc\n"), end=False)
+    assert new.chars == ("\n", "a", "b", "c") and not new.labels and new.size == 4
+    assert id_map(old, new).tolist() == [0, 1, 2, -1, -1, -1]
+    w = {"embedding.weight": np.ones((6, 2)), "head.weight": np.ones((6, 3)), "head.bias": np.arange(6.0)}
+    g = grow_weights(w, old, new, tied=False, seed=0)
+    assert g["head.weight"].shape == (4, 3) and not g["head.weight"][3].any()  # c is new, not label x
+    assert g["head.bias"].tolist() == [0, 1, 2, 0]
+    with pytest.raises(CharRNNError, match="--task generate run with --cutoffs"):
+        fine_tuning_config(TrainConfig(init_from="runs/gen"), source("generate", vocab=old, cutoffs=[2]))
+
+
+def _train(*argv) -> None:
+    common = ["--batch-size", "4", "--lr", "0.01", "--max-epochs", "0", "--eval-every", "10", "--quiet"]
+    assert main(["train", *argv, *common]) == 0
+
+
+def _meta(run) -> dict:
+    return json.loads((run / "best" / "checkpoint.json").read_text())
+
+
+def test_fine_tuning_keeps_the_items_and_regularisation_of_the_run(tmp_path, capsys):
+    (tmp_path / "names.txt").write_text("\n".join(w.capitalize() for w in small_text(60).split()) + "\n")
+    (tmp_path / "new.txt").write_text(small_text(60).replace("o", "ö"))
+    shape = ["--hidden-size", "32", "--embedding-size", "16", "--layers", "1", "--cell", "gru"]
+    old_run = ["--out", str(tmp_path / "names"), "--items", "lines", "--dropout", "0.25", "--weight-drop", "0.3"]
+    _train("--data", str(tmp_path / "names.txt"), *old_run, "--max-steps", "10", *shape)
+    tune = ["--init-from", str(tmp_path / "names"), "--max-steps", "10"]
+    _train("--data", str(tmp_path / "new.txt"), "--out", str(tmp_path / "i3"), *tune)
+    meta, old = _meta(tmp_path / "i3"), _meta(tmp_path / "names")
+    assert meta["train"]["data"]["items"] == "lines" and meta["vocab"]["end"]
+    assert meta["vocab"]["chars"].startswith(old["vocab"]["chars"]) and "ö" in meta["vocab"]["chars"]
+    assert meta["model"] == {**old["model"], "vocab_size": meta["model"]["vocab_size"]}  # the run's model
+    assert meta["model"]["dropout"] == 0.25 and meta["model"]["weight_drop"] == 0.3
+    # typed, they change
+    (tmp_path / "paragraphs.txt").write_text(small_text(60).replace("\n", "\n\n"))
+    typed = ["--items", "paragraphs", "--dropout", "0"]
+    _train("--data", str(tmp_path / "paragraphs.txt"), "--out", str(tmp_path / "i4"), *tune, *typed)
+    meta = _meta(tmp_path / "i4")
+    assert meta["train"]["data"]["items"] == "paragraphs" and meta["vocab"]["end"]
+    assert (meta["model"]["dropout"], meta["model"]["weight_drop"]) == (0.0, 0.3)
+    capsys.readouterr()
+
+
+def test_a_classifier_is_refused_and_a_generate_run_fine_tunes(tmp_path, capsys):
+    folder = tmp_path / "labelled"
+    folder.mkdir()
+    (folder / "Russian.txt").write_text("Ivanov\nPetrov\nSidorov\nPopov\nOrlov\n" * 3)
+    (folder / "Swedish.txt").write_text("Ivarson\nPetterson\nSvenson\nOlson\nLarson\n" * 3)
+    (tmp_path / "new.txt").write_text(small_text(60))
+    shape = ["--hidden-size", "16", "--embedding-size", "8", "--layers", "1"]
+    for task in ("classify", "generate"):
+        _train("--task", task, "--data", str(folder), "--out", str(tmp_path / task), "--max-steps", "4", *shape)
+    capsys.readouterr()
+    argv = ["train", "--data", str(tmp_path / "new.txt"), "--max-steps", "4", "--quiet", "--batch-size", "4"]
+    assert main([*argv, "--out", str(tmp_path / "i3"), "--init-from", str(tmp_path / "classify")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "was trained with --task classify; --init-from fine-tunes" in err[0]
+    assert not (tmp_path / "i3").exists()
+    assert main([*argv, "--out", str(tmp_path / "gen"), "--init-from", str(tmp_path / "generate")]) == 0
+    meta, old = _meta(tmp_path / "gen"), _meta(tmp_path / "generate")
+    assert meta["task"] == "next-char" and "labels" not in meta["vocab"] and not meta["vocab"].get("end")
+    assert meta["vocab"]["chars"].startswith(old["vocab"]["chars"])

@@ -56,6 +56,15 @@ def test_the_result_counts_the_epochs_read(tmp_path):
     assert part.epochs == pytest.approx(1 + 3 / (two.step // 2))
 
 
+def test_resuming_a_finished_run_names_the_limit_to_raise(tmp_path):
+    """--resume on a run whose limit is spent would train nothing: it says which flag to raise."""
+    train(config(tmp_path, max_steps=4))
+    run = str(tmp_path / "run")
+    with pytest.raises(CharRNNError, match=r"run already reached --max-steps 4; raise it \(0: no limit\)"):
+        train(resumed_config(run, {}), resume=True)
+    assert train(resumed_config(run, {"max_steps": 6}), resume=True).step == 6
+
+
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_resume_is_bitwise_exact(tmp_path, precision):
     """2N steps in one run == N steps, then --resume to 2N: identical weights, bit for bit,

@@ -16,8 +16,8 @@ from charrnn.errors import CharRNNError
 from charrnn.knobs import Checked, knob
 
 CELL_NAMES = ("rnn", "lstm", "gru")
-# Knobs that act only while training: fine-tuning takes them from the new run, not the old one, and
-# dynamic evaluation (which trains while it scores) turns them off.
+# Knobs that act only while training: fine-tuning may change them (given ones come from the new run,
+# the others stay the old run's), and dynamic evaluation (which trains while it scores) turns them off.
 TRAINING_ONLY = ("dropout", "weight_drop")
 
 

@@ -11,8 +11,9 @@ holds the vocabulary size.
 
 from __future__ import annotations
 
+import math
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -23,11 +24,11 @@ from charrnn.data.items import ItemBatches, LabelRows, NextCharRows, TagRows, cu
 from charrnn.data.labelled import balanced, encode_labelled, label_names, read_labelled
 from charrnn.data.layout import Streams
 from charrnn.data.vocab import Vocab
-from charrnn.engines.config import TRAINING_ONLY, ModelConfig
 from charrnn.errors import CharRNNError
+from charrnn.load import check_device
 from charrnn.tasks import get_task
 from charrnn.training.config import TrainConfig
-from charrnn.training.init_from import added, grow_vocab, grow_weights
+from charrnn.training.init_from import added, fine_tuning_config, grow_vocab, grow_weights, load_source
 from charrnn.training.parts import Parts, RunState, Solo
 from charrnn.training.trainer import Trainer
 
@@ -58,13 +59,12 @@ def build_trainer(config: TrainConfig, resume: bool = False, folder=None) -> tup
 
         config = replace(config, precision=pick_precision(config.precision, torch_parts[0], say=said.append))
     saved = ckpt.read_meta(ckpt.resolve(out, "last")) if resume else None
-    source = _init_source(config) if config.init_from and not resume else None
+    source = load_source(config.init_from) if config.init_from and not resume else None
     task, labels = get_task(config.task), ()
-    if source is not None:  # fine-tuning: the run's vocabulary, grown by the new text's characters
+    if source is not None:  # fine-tuning: the run's model and vocabulary, grown by the new text's characters
+        config = fine_tuning_config(config, source)
         grown = grow_vocab(source.vocab, load_corpus(config.data).vocab, end=bool(config.data.items))
         corpus = load_corpus(config.data, grown.with_end(False))
-        new = {k: getattr(config.model, k) for k in TRAINING_ONLY}
-        config = replace(config, model=replace(source.model, **new))
         vocab, batches, val = _layout(config, corpus)
     elif task.labelled:
         vocab, batches, val, labels = _labelled_layout(config, saved)
@@ -105,10 +105,23 @@ def build_trainer(config: TrainConfig, resume: bool = False, folder=None) -> tup
             ) from None
         trainer.run_state = RunState.from_dict(state)
         trainer.hidden = engine.load_state_dict(state, config.batch_size, config.seed, trainer.step)
+        if trainer.budget_used() >= 1.0:  # it would stop before its first step: say which limit to raise
+            raise CharRNNError(f"{out} already reached {_spent(config, trainer)}; raise it (0: no limit) to train on")
     if group.is_main:
         for line in said:
             print(line, file=sys.stderr)
     return trainer, group
+
+
+def _spent(config: TrainConfig, trainer: Trainer) -> str:
+    """The limits a run has reached, as the flags that set them: '--max-time 30'."""
+    r, per_epoch = trainer.run_state, trainer.batches.num_chunks
+    used = {
+        "max_steps": r.step / (config.max_steps or math.inf),
+        "max_epochs": r.step / (config.max_epochs * per_epoch or math.inf),
+        "max_time": r.elapsed / (config.max_time or math.inf),
+    }
+    return " and ".join(f"--{k.replace('_', '-')} {getattr(config, k):g}" for k, u in used.items() if u >= 1.0)
 
 
 def _fit_settings(config: TrainConfig, corpus, device, dist) -> TrainConfig:
@@ -189,23 +202,6 @@ def _labelled_layout(config: TrainConfig, saved: dict | None):
     return vocab, batches, ItemBatches(val, B, T, end, scoring=True, what="validation", rows=rows), labels
 
 
-@dataclass
-class _Source:
-    """The run --init-from names: its best checkpoint's weights, vocabulary and model."""
-
-    weights: dict
-    vocab: Vocab
-    model: ModelConfig
-    step: int
-
-
-def _init_source(config: TrainConfig) -> _Source:
-    folder = ckpt.resolve(config.init_from, "best")
-    meta = ckpt.read_meta(folder)
-    weights = ckpt.load_weights(folder, numpy=True)  # checked against the hash checkpoint.json records
-    return _Source(weights, Vocab.from_json(meta["vocab"]), ModelConfig.from_json(meta["model"]), meta.get("step", 0))
-
-
 # -- the PyTorch engine ----------------------------------------------------------------
 
 
@@ -248,10 +244,7 @@ def pick_device(name: str):
         if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise CharRNNError("--device cuda was asked for but PyTorch sees no CUDA GPU; use --device cpu")
-    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise CharRNNError("--device mps was asked for but this machine has no MPS; use --device cpu")
+    check_device(name)
     return torch.device(name)
 
 

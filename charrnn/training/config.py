@@ -9,7 +9,7 @@ from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 
 from charrnn import checkpoint as ckpt
 from charrnn.data.corpus import DataConfig
-from charrnn.engines.config import ModelConfig
+from charrnn.engines.config import TRAINING_ONLY, ModelConfig
 from charrnn.errors import CharRNNError
 from charrnn.knobs import MAX_SEED, Checked, apply, knob
 from charrnn.tasks import TASK_NAMES
@@ -142,6 +142,9 @@ class TrainConfig(Checked):
             raise CharRNNError("--balance weighs the labels of --task classify; drop it for this task")
         if self.task != "next-char" and self.init_from:
             raise CharRNNError("--init-from fine-tunes next-char models; train a new --task model instead")
+        if self.init_from and (shape := sorted(self.given() & MODEL_SHAPE)):  # else silently the run's
+            flags = ", ".join("--" + k.replace("_", "-") for k in shape)
+            raise CharRNNError(f"--init-from keeps the model shape of {self.init_from}: drop {flags}")
 
     def given(self) -> set[str]:
         """The knobs the user set: those named in `keep` (the CLI lists the flags typed), or, when keep
@@ -171,6 +174,11 @@ class TrainConfig(Checked):
         kw = {k: v for k, v in d.items() if k in names and k not in ("data", "model")}
         kw.setdefault("precision", "fp32")  # a run saved before --precision existed trained in float32
         return cls(data=DataConfig(**d.get("data", {})), model=ModelConfig.from_json(d.get("model", {})), **kw)
+
+
+# What --init-from takes from the run it starts from, which therefore cannot be given: the model's
+# flags but those that act only while training (vocab_size and head_size follow the data).
+MODEL_SHAPE = frozenset(f.name for f in fields(ModelConfig) if f.metadata["knob"].flag and f.name not in TRAINING_ONLY)
 
 
 def _default(f):

@@ -21,15 +21,77 @@ the model predicts the old characters as before relative to one another, exactly
 small share. (A far lower bias would keep the old probabilities unchanged in absolute
 terms too, but a new character that is common in the new text would then cost tens
 of nats each time until it is learnt.) Tied weights share one (V, E) matrix; its new
-rows start at zero, which the output side needs. Nothing here imports torch.
+rows start at zero, which the output side needs. A --task generate run's label symbols
+are dropped: a next-char run has none. Nothing here imports torch.
+
+The model is the run's: its shape, and its --dropout and --weight-drop unless they are
+given, and so are its --items (fine_tuning_config).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
+
 import numpy as np
 
+from charrnn import checkpoint as ckpt
 from charrnn.data.vocab import Vocab
+from charrnn.engines.config import TRAINING_ONLY, ModelConfig
 from charrnn.errors import CharRNNError
+from charrnn.tasks import GENERATING, get_task
+from charrnn.training.config import TrainConfig
+
+
+@dataclass
+class Source:
+    """The run --init-from names: its best checkpoint's weights, vocabulary, model, task and --items."""
+
+    weights: dict
+    vocab: Vocab
+    model: ModelConfig
+    step: int
+    task: str = "next-char"
+    items: str | None = None
+
+
+def load_source(run: str) -> Source:
+    folder = ckpt.resolve(run, "best")
+    meta = ckpt.read_meta(folder)
+    weights = ckpt.load_weights(folder, numpy=True)  # checked against the hash checkpoint.json records
+    items = meta.get("train", {}).get("data", {}).get("items")
+    return Source(
+        weights,
+        Vocab.from_json(meta["vocab"]),
+        ModelConfig.from_json(meta["model"]),
+        meta.get("step", 0),
+        get_task(meta.get("task")).name,
+        items,
+    )
+
+
+def fine_tuning_config(config: TrainConfig, source: Source) -> TrainConfig:
+    """The config of a run fine-tuned from `source`: the source's model (its shape, which
+    TrainConfig.rules keeps the user from setting, and its dropout and weight drop unless given)
+    and its --items unless given. keep becomes the knobs given, so that a --resume of the new
+    run (whose model fields then differ from their defaults) still sees only those."""
+    run, task = config.init_from, get_task(source.task)
+    if task.name not in GENERATING:  # a head of labels or tags: no character to predict from
+        raise CharRNNError(
+            f"{run} was trained with --task {task.name}; --init-from fine-tunes runs that write characters "
+            f"({', '.join(GENERATING)}): train this one from scratch, without --init-from"
+        )
+    if source.vocab.labels and source.model.cutoffs:  # the label symbols hold ranks inside the clusters
+        raise CharRNNError(
+            f"{run} is a --task generate run with --cutoffs, whose label symbols cannot leave its adaptive "
+            "head: fine-tune a run without --cutoffs, or train this one from scratch"
+        )
+    given = config.given()
+    # A fine-tuned model keeps its regularisation unless a new one is typed.
+    model = replace(source.model, **{k: getattr(config.model, k) for k in TRAINING_ONLY if k in given})
+    # Items decide the end symbol: without the source's, the model would lose its learnt item ends.
+    typed_items = "items" in config.keep if config.keep is not None else config.data.items is not None
+    data = config.data if typed_items else replace(config.data, items=source.items)
+    return replace(config, data=data, model=model, keep=sorted(given))
 
 
 def grow_vocab(old: Vocab, corpus: Vocab, end: bool) -> Vocab:
@@ -45,10 +107,13 @@ def grow_vocab(old: Vocab, corpus: Vocab, end: bool) -> Vocab:
 
 
 def id_map(old: Vocab, new: Vocab) -> np.ndarray:
-    """(old V,) the new id of every old id (characters keep theirs; the end symbol moves)."""
+    """(old V,) the new id of every old id (characters keep theirs; the end symbol moves);
+    -1 for a symbol `new` lacks: the end symbol of items, the label symbols of --task generate."""
     index = np.arange(old.size)
     if old.end:
         index[old.end_id] = new.end_id if new.end else -1
+    if old.labels:  # after the end symbol (vocab.py); they would collide with the new characters' ids
+        index[old.end_id + 1 :] = -1
     return index
 
 
@@ -59,7 +124,7 @@ def grow_weights(
     tied: the model shares its embedding with its head (--tie-weights)."""
     rng = np.random.default_rng(seed)
     moved = id_map(old, new)
-    kept = moved >= 0  # an end symbol the new run does not use is dropped
+    kept = moved >= 0  # an end symbol the new run does not use, and label symbols, are dropped
     fresh = np.setdiff1d(np.arange(new.size), moved[kept])  # new ids: no old row to copy
     out = dict(weights)
 
