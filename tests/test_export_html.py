@@ -80,7 +80,9 @@ def test_page_generates_streams_and_follows_the_settings(page, tmp_path):
     page.wait_for_selector("#go:not([disabled])")
     text, seen, status = run_form(page, "He ", 3000, 1.0, seed=7)
     assert text.startswith("He ") and len(text) == 3 + 3000 and set(text) <= set(vocab.chars)
-    assert len({n for n in seen if n > 0}) > 2, f"the text did not stream onto the page: {seen[:20]}"
+    # Streaming: the page showed part of the text before the end (it yields every 30 ms, so a fast
+    # machine may show it only once in 3,000 characters: [1025, 3003] was seen under a quiet suite)
+    assert any(0 < n < len(text) for n in seen), f"the text did not stream onto the page: {seen[:20]}"
     assert "wrote 3000 characters in" in status and "characters/s" in status
     assert run_form(page, "He ", 3000, 1.0, seed=7)[0] == text  # the same seed gives the same text
     assert run_form(page, "He ", 3000, 1.0, seed=8)[0] != text
