@@ -38,7 +38,7 @@ _API = {
     "beam_search": "charrnn.sampling.beam",
     "index_for_run": "charrnn.sampling.novelty",
     "NoveltyIndex": "charrnn.sampling.novelty",
-    "ItemSet": "charrnn.sampling.novelty",
+    "ItemSet": "charrnn.sampling.seen_items",
     "interactive": "charrnn.sampling.interactive",
     "classify": "charrnn.predict",
     "tag": "charrnn.predict",

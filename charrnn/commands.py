@@ -113,7 +113,7 @@ def cmd_sample(args) -> int:
 
     seen = None
     if config.novel_only or (config.novelty and vocab.end):  # whole items: which exist in the training set
-        from charrnn.sampling.novelty import items_for_run, sample_novel
+        from charrnn.sampling.seen_items import items_for_run, sample_novel
 
         seen = items_for_run(meta, config.novelty_data)
     if config.novel_only:

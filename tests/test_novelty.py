@@ -16,7 +16,8 @@ from charrnn.cli import main
 from charrnn.data.corpus import DataConfig, load_corpus
 from charrnn.errors import CharRNNError
 from charrnn.sampling.generate import SampleConfig, sample
-from charrnn.sampling.novelty import WINDOW, ItemSet, Novelty, NoveltyIndex, index_for_run
+from charrnn.sampling.novelty import WINDOW, Novelty, NoveltyIndex, index_for_run
+from charrnn.sampling.seen_items import ItemSet
 from viz_support import tiny_model
 
 

@@ -23,7 +23,7 @@ from charrnn.predict import Labeller, classify, tag
 from charrnn.reference.gradcheck import grad_check
 from charrnn.reference.model import CharRNN as RefRNN
 from charrnn.sampling.generate import SampleConfig, sample
-from charrnn.sampling.novelty import items_for_run
+from charrnn.sampling.seen_items import items_for_run
 from charrnn.tasks import IGNORE
 from charrnn.training.config import TrainConfig, resumed_config
 from charrnn.training.trainer import train

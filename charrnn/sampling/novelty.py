@@ -28,29 +28,24 @@ novelty-N.sa + novelty-N.json (N = training ids), the JSON written last. A
 corpus edited since is encoded anew by load_corpus into another folder, so an index
 never outlives its text.
 
-Items (the items mode): `ItemSet.items_seen(items)` says which generated items are,
-whole, one of the training items, by a sorted array of 64-bit BLAKE2b digests of the
-items (8 bytes an item): a false "seen" needs a digest collision, about n / 2**64 per query.
-
-A model of --task generate read labelled items, not a text: both reports compare with its
-training items (the split as at training, every label's), the index reading them one after
-the other with the end-of-item id between them, so no stretch runs across two items.
+Whole items (--items, --task generate): seen_items.py. A --task generate model read
+labelled items, not a text: its index reads its training items one after the other,
+the end-of-item id between them, so no stretch runs across two items.
 """
 
 from __future__ import annotations
 
 import bisect
-import hashlib
 import json
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
 
 from charrnn.data.vocab import Vocab
-from charrnn.errors import CharRNNError, os_error
+from charrnn.errors import CharRNNError
 
 WINDOW = 20  # characters in a window of the copied share
 CHUNK = 1 << 27  # ids per suffix array (bytes); wider ids use CHUNK // itemsize, to bound the build's memory alike
@@ -258,7 +253,9 @@ def index_for_run(meta: dict, data: str | None = None, log: Callable[[str], None
     from charrnn.data.corpus import DataConfig, load_corpus
 
     if meta.get("task") == "generate":
-        folder, vocab, n, _ = _generate_items(meta, data)
+        from charrnn.sampling.seen_items import generate_items
+
+        folder, vocab, n, _ = generate_items(meta, data)
         return NoveltyIndex(folder / "ids.bin", vocab.dtype, n, vocab, log)
     vocab = Vocab.from_json(meta["vocab"])
     saved = (meta.get("train") or {}).get("data")
@@ -274,128 +271,3 @@ def index_for_run(meta: dict, data: str | None = None, log: Callable[[str], None
         raise CharRNNError(f"--novelty cannot read the training text ({e}); give it with --novelty-data PATH") from None
     n_train = len(corpus.split(config.val_fraction, config.test_fraction)[0])
     return NoveltyIndex(Path(corpus.ids.filename), corpus.ids.dtype, n_train, vocab, log)
-
-
-class ItemSet:
-    """Whole training items, for `items_seen`: a sorted array of their 64-bit digests."""
-
-    def __init__(self, digests: np.ndarray):
-        self.digests = digests  # (n,) uint64, sorted, unique
-
-    @staticmethod
-    def digest(items: Iterable[str]) -> np.ndarray:
-        return np.fromiter(
-            (int.from_bytes(hashlib.blake2b(s.encode("utf-8"), digest_size=8).digest(), "little") for s in items),
-            dtype=np.uint64,
-        )
-
-    @classmethod
-    def build(cls, items: Iterable[str], batch: int = 1 << 20) -> ItemSet:
-        """From any iterable of items, `batch` at a time (8 bytes an item, then one sort)."""
-        parts, it = [], iter(items)
-        while len(part := cls.digest(s for _, s in zip(range(batch), it))):
-            parts.append(np.unique(part))
-        return cls(np.unique(np.concatenate(parts)) if parts else np.zeros(0, np.uint64))
-
-    @classmethod
-    def cached(cls, path: Path, items: Callable[[], Iterable[str]]) -> ItemSet:
-        """Load the set saved at `path` (.npy), or build it from items() and save it there."""
-        path = Path(path)
-        if path.exists():
-            return cls(np.load(path, mmap_mode="r"))
-        built = cls.build(items())
-        tmp = path.with_name(path.name + f".tmp{os.getpid()}.npy")
-        np.save(tmp, built.digests)
-        os.replace(tmp, path)
-        return built
-
-    def items_seen(self, items: list[str]) -> list[bool]:
-        """For each item: is it, whole, one of the training items?"""
-        q = self.digest(items)
-        at = np.minimum(np.searchsorted(self.digests, q), max(len(self.digests) - 1, 0))
-        return [bool(len(self.digests) and d == self.digests[a]) for d, a in zip(q.tolist(), at.tolist())]
-
-
-def items_for_run(meta: dict, data: str | None = None) -> ItemSet:
-    """The training items of a run trained with --items or --task generate (`data` in place of
-    its own training data, as --novelty-data), as an ItemSet cached beside its corpus."""
-    from charrnn.data.corpus import DataConfig, load_corpus
-    from charrnn.data.items import cut_items, newline_id
-
-    if meta.get("task") == "generate":
-        folder, _, _, texts = _generate_items(meta, data)
-        return ItemSet.cached(folder / "items.npy", texts)
-    vocab = Vocab.from_json(meta["vocab"]).with_end(False)
-    saved = (meta.get("train") or {}).get("data") or {}
-    config = DataConfig(**{k: v for k, v in saved.items() if k in {f.name for f in fields(DataConfig)}})
-    if data is not None:
-        config.data = data
-    if not config.items:
-        raise CharRNNError(
-            "--novel-only is for a model trained on items (--items, or --task generate); this one read one long text"
-        )
-    corpus = load_corpus(config, vocab, unknown="skip")
-    train = cut_items(corpus.ids, newline_id(vocab), config.items, corpus.file_ids).split(
-        config.val_fraction, config.test_fraction
-    )[0]
-    name = f"items-{config.items}-{config.val_fraction}-{config.test_fraction}.npy"
-    return ItemSet.cached(corpus.cache / name, lambda: (vocab.decode(train.item(k)) for k in range(len(train))))
-
-
-def _generate_items(meta: dict, data: str | None):
-    """(cache folder, vocab, n, texts) for a --task generate run: its training items, split as
-    at training, written to folder/ids.bin as n ids with the end-of-item id after each; texts()
-    gives them as strings. The folder is named by those ids, so other data or another split
-    gets its own, and the indexes built beside them never outlive them.
-
-    Every label's items, not only those of the label sampled: the split keeps each distinct
-    item on one side whatever its label (data/labelled.py), and a name the model read under
-    any label and writes back is copied all the same."""
-    from charrnn.data.corpus import _cache_root
-    from charrnn.labelled_eval import labelled_items, texts_of
-
-    saved = (meta.get("train") or {}).get("data") or {}
-    if data is None and saved.get("data") is None:
-        raise CharRNNError("this checkpoint does not record its training data; give it with --novelty-data PATH")
-    try:
-        train, _, vocab, _ = labelled_items(meta, data or saved["data"], "train")
-    except CharRNNError as e:
-        why = f"--novelty cannot read the training items ({e})"
-        raise CharRNNError(f"{why}; give them with --novelty-data PATH") from None
-    ids = np.empty(int((train.ends - train.starts).sum()) + len(train), vocab.dtype)
-    at = 0
-    for k in range(len(train)):
-        item = train.item(k)
-        ids[at : at + len(item)], ids[at + len(item)] = item, vocab.end_id
-        at += len(item) + 1
-    key = hashlib.blake2b(ids.tobytes() + ids.dtype.name.encode(), digest_size=12).hexdigest()
-    folder = _cache_root(saved.get("cache_dir")) / f"generate-{key}"
-    if not (folder / "ids.bin").exists():
-        tmp = folder / f"ids.bin.tmp{os.getpid()}"
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            ids.tofile(tmp)
-            os.replace(tmp, folder / "ids.bin")
-        except OSError as e:
-            raise os_error(e, f"write the training items to the cache {folder.parent}") from None
-    return folder, vocab, len(ids), lambda: texts_of(train, vocab)
-
-
-def sample_novel(model, vocab: Vocab, config, seen: ItemSet, rounds: int = 50) -> list[str]:
-    """config.num_samples items that are not training items: sample batches (seeds seed,
-    seed + 1, ...) and keep the new ones, at most `rounds` batches."""
-    from dataclasses import replace
-
-    from charrnn.sampling.generate import sample
-
-    base = config.seed if config.seed is not None else int(np.random.SeedSequence().generate_state(1)[0])
-    found: list[str] = []
-    for r in range(rounds):
-        texts = sample(model, vocab, replace(config, seed=base + r, novel_only=False))
-        found += [t for t, old in zip(texts, seen.items_seen(texts)) if not old and t]
-        if len(found) >= config.num_samples:
-            return found[: config.num_samples]
-    raise CharRNNError(
-        f"--novel-only found {len(found)} new items of {config.num_samples} in {rounds} batches: the "
-        "model writes back its training items; raise --temperature or train it less"
-    )
