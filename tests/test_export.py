@@ -89,6 +89,19 @@ def test_bad_export_flags_get_one_line_errors(run, capsys, argv, message):
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
 
 
+def test_the_page_refuses_an_adaptive_softmax_and_says_what_to_do(tmp_path, capsys):
+    from charrnn.data.vocab import Vocab
+    from charrnn.engines.model import CharRNN, ModelConfig
+    from export_support import TEXT
+
+    vocab = Vocab.from_chars(TEXT)
+    adaptive = CharRNN(ModelConfig(vocab_size=vocab.size, hidden_size=8, embedding_size=8, cutoffs=[10]))
+    run = save_run(tmp_path / "adaptive", adaptive, vocab)
+    code, _, err = run_cli(capsys, "export", run, "--html", tmp_path / "a.html")
+    assert code == 2 and "has an adaptive one (--cutoffs): export --onnx, or train one with a full softmax" in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "a.html").exists()
+
+
 def test_a_failed_write_leaves_the_old_file_whole(tmp_path, monkeypatch):
     path = tmp_path / "model.html"
     path.write_text("the previous export")

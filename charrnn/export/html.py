@@ -76,7 +76,10 @@ def build_page(model, vocab, meta: dict, precision: str = "float32", title: str 
         raise CharRNNError(f"unknown --precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
     check_exportable(meta, "HTML")
     if model.config.cutoffs:
-        raise CharRNNError("the HTML page runs a full softmax; this model has an adaptive one (--cutoffs): export onnx")
+        raise CharRNNError(
+            "the HTML page runs a full softmax; this model has an adaptive one (--cutoffs): export --onnx, "
+            "or train one with a full softmax (the flag --cutoffs alone, or --tie-weights)"
+        )
     data, index = pack_weights(weight_tensors(model), precision)
     c = model.config
     metrics = meta.get("metrics") or {}

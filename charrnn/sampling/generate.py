@@ -94,7 +94,7 @@ class SampleConfig(Checked):
     )
     novel_only: bool = knob(
         False,
-        "a model of items (--items): keep sampling until --num-samples items that are "
+        "a model of items (--items, or --task generate): keep sampling until --num-samples items that are "
         "not in the training set are found",
     )
     label: str | None = knob(

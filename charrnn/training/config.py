@@ -103,8 +103,8 @@ class TrainConfig(Checked):
     seed: int = knob(1337, "random seed for the initial weights and dropout", ge=0, le=MAX_SEED)
     init_from: str | None = knob(
         None,
-        "fine-tune: start from this run's best weights (its model shape; --dropout and --weight-drop "
-        "may change) instead of random ones, in a new --out; the vocabulary is the run's, "
+        "fine-tune: start from this run's best weights (its model shape; its --items, --dropout and "
+        "--weight-drop unless given) instead of random ones, in a new --out; the vocabulary is the run's, "
         "grown by the new text's characters",
         nonempty=True,
     )
