@@ -56,7 +56,7 @@ def cmd_train(args, argv: list[str]) -> int:
     if config.nproc and not launched():
         # This process becomes torchrun, which starts nproc copies of this same command
         # (where --nproc is ignored) and forwards Ctrl-C and SIGTERM to them.
-        return run_torchrun(config.nproc, argv[argv.index("train") + 1 :])
+        return run_torchrun(config.nproc, argv[argv.index("train") + 1 :], config.out)
     result = train(config, resume=start.resume)
     if not result.is_main:
         return 0

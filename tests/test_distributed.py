@@ -359,6 +359,18 @@ def test_killed_rank_ends_the_run_with_an_error_in_bounded_time(tmp):
     assert ckpt.load_trainer_state(last)["step"] == ckpt.read_meta(last)["step"]
 
 
+def test_ranks_that_fail_at_start_up_say_nothing_was_saved(tmp):
+    """A start-up error in every rank (a text too short for one batch) leaves no run to --resume,
+    so the launcher's last line must not advise one."""
+    (tmp / "short.txt").write_text("too short for a batch of 4 x 16\n")
+    torchrun = start_cli(tmp, "short", "--data", str(tmp / "short.txt"))
+    err = torchrun.communicate(timeout=TIMEOUT)[1]
+    assert torchrun.returncode == 2 and "too few for one batch of --batch-size 4" in err
+    assert "the run on 2 processes stopped (rank 0 exited with code 2" in err and "nothing was saved" in err
+    assert "--resume" not in err and "Traceback" not in err, err[-3000:]
+    assert "failed (exitcode" not in err and "OMP_NUM_THREADS" not in err  # torchrun's own lines, said once by charrnn
+
+
 # -- the pieces ----------------------------------------------------------------------------
 
 

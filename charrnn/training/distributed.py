@@ -29,12 +29,14 @@ had a rank with its number, that rank's generator state (see `restore_rng`).
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -68,14 +70,15 @@ def torchrun_args(nproc: int, train_args: list[str]) -> list[str]:
     return ["--standalone", f"--nproc-per-node={nproc}", "-m", "charrnn", "train", *args]
 
 
-def run_torchrun(nproc: int, train_args: list[str]) -> int:
+def run_torchrun(nproc: int, train_args: list[str], out: str) -> int:
     """Be torchrun in this process: start nproc workers and wait for them; the exit code.
 
     torchrun's own entry point ends with a traceback both when it is signalled (Ctrl-C
     reaches it with the workers) and when a worker fails. Here a signal, which torchrun
     forwards to the workers and which they answer by saving and saying so, ends the run
     with 0, as a signalled one-process run does; failed workers, which printed their own
-    errors, end it with a CharRNNError naming each failed rank and how it ended.
+    errors, end it with a CharRNNError naming each failed rank and how it ended, and
+    --resume only where `out` holds a checkpoint to continue.
     torchrun's log folder (its workers' error files) is a temporary one, removed at the
     end: by default torchrun leaves a /tmp/torchelastic_* folder behind on every run.
     """
@@ -83,6 +86,10 @@ def run_torchrun(nproc: int, train_args: list[str]) -> int:
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import parse_args, run
 
+    # torchrun's own log lines (its OMP_NUM_THREADS banner: charrnn sets each rank's threads;
+    # its "failed (exitcode ...)": the error below names every failed rank) would say it twice
+    for name in ("torch.distributed.run", "torch.distributed.elastic"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
     try:
         with tempfile.TemporaryDirectory(prefix="charrnn-torchrun-") as logs:
             run(parse_args([f"--log-dir={logs}", *torchrun_args(nproc, train_args)]))
@@ -95,7 +102,10 @@ def run_torchrun(nproc: int, train_args: list[str]) -> int:
             + (f"was killed by {f.signal_name()}" if f.exitcode < 0 else f"exited with code {f.exitcode}")
             for rank, f in sorted(e.failures.items())
         ]
-        raise CharRNNError(f"the run on {nproc} processes stopped ({', '.join(how)}); continue it with --resume") from e
+        from charrnn import checkpoint as ckpt
+
+        then = "continue it with --resume" if ckpt.has_checkpoint(Path(out)) else "nothing was saved"
+        raise CharRNNError(f"the run on {nproc} processes stopped ({', '.join(how)}); {then}") from e
     return 0
 
 
