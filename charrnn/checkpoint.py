@@ -161,6 +161,8 @@ def resolve(path: str | Path, which: str = "best") -> Path:
                 return cand
     if not path.exists():
         raise CharRNNError(f"no such run folder or checkpoint: {path}")
+    if not path.is_dir():
+        raise CharRNNError(f"{path} is a file; give the run folder (the one that holds best/ and last/)")
     if which == "last" and (path / "best" / META).exists():
         raise CharRNNError(
             f"{path} has best/ but no last/ (the run stopped before its first complete save): sample or "

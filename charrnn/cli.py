@@ -26,6 +26,7 @@ class Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from charrnn import __version__
     from charrnn.evaluation import EvalConfig
     from charrnn.export.card import CardConfig
     from charrnn.export.common import ExportConfig
@@ -39,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     from charrnn.training.config import TrainConfig
 
     parser = Parser(prog="charrnn", description=DESCRIPTION)
+    parser.add_argument("--version", action="version", version=f"charrnn {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands = [
         (

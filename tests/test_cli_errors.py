@@ -156,3 +156,15 @@ def test_eval_of_a_non_utf8_text_says_to_convert_it(trained, tmp_path, capsys):
     result = run_cli(capsys, "train", "--data", latin1, "--out", tmp_path / "r", "--max-steps", 2, *TINY)
     one_line_error(result, "train", "latin1.txt is not valid UTF-8 (byte offset 3); convert it to UTF-8 (if it is")
     assert result[2].rstrip().endswith("or pass --encoding bytes to read any file as bytes")
+
+
+def test_small_mistakes_get_a_line_that_says_what_happened(trained, capsys):
+    """--label on a model without labels, a file given for the run folder, an empty --stop, --version."""
+    result = run_cli(capsys, "sample", trained, "--label", "Russian")
+    one_line_error(result, "sample", "--label 'Russian': this model has no labels (it was not trained with --task")
+    metrics = trained / "metrics.jsonl"
+    one_line_error(run_cli(capsys, "sample", metrics), "sample", "metrics.jsonl is a file; give the run folder")
+    one_line_error(run_cli(capsys, "sample", trained, "--stop", ""), "sample", "--stop")
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0 and re.fullmatch(r"charrnn \d+\.\d+\.\d+\n", capsys.readouterr().out)

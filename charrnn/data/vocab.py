@@ -83,9 +83,10 @@ class Vocab:
 
     def label_id(self, name: str) -> int:
         """The id of a label's symbol (generate), or a one-line error listing the labels."""
+        if not self.labels:
+            raise CharRNNError(f"--label {name!r}: this model has no labels (it was not trained with --task generate)")
         if name not in self.labels:
-            known = ", ".join(self.labels) if self.labels else "none: this model was not trained with --task generate"
-            raise CharRNNError(f"unknown label {name!r}; the labels this model knows: {known}")
+            raise CharRNNError(f"unknown label {name!r}; the labels this model knows: {', '.join(self.labels)}")
         return self.end_id + 1 + self.labels.index(name)
 
     @property

@@ -54,7 +54,7 @@ class SampleConfig(Checked):
         None, "random seed: the same seed gives the same text; default: a fresh one each run", ge=0, le=MAX_SEED
     )
     num_samples: int = knob(1, "number of samples, generated together as one batch", ge=1)
-    stop: str | None = knob(None, "end a sample when it writes this string (the string is not printed)")
+    stop: str | None = knob(None, "end a sample when it writes this string (the string is not printed)", nonempty=True)
     unknown: str = knob(
         "error",
         "what to do with prime characters outside the vocabulary: error, or skip them",
