@@ -315,6 +315,9 @@ def test_given_knobs_are_the_typed_flags_or_else_those_changed_from_their_defaul
 def test_why_says_what_was_chosen_and_what_was_kept():
     why = pick(120, given={"lr"}, lr=0.01).why
     assert "LSTM 2x256" in why and "kept from your flags: lr" in why and "--settings fixed" in why
+    bytes_vocab = np.zeros(256, np.int64)
+    bytes_vocab[97:122] = 4_000  # --encoding bytes: 256 ids, 25 of them in the text
+    assert "training characters (25 distinct)" in choose(TrainConfig(max_time=120), bytes_vocab, SPEED, set()).why
 
 
 def test_the_speed_probe_leaves_the_random_streams_alone():

@@ -253,11 +253,12 @@ def choose(
     schedule["max_epochs"] = EPOCH_CAP if capped else 0  # 0: the time budget alone ends the run
     schedule = {k: v for k, v in (schedule | regularise).items() if k not in given}
     chosen = replace(config, model=model, batch_size=B, seq_len=T, lr=lr, **schedule)
+    distinct = sum(1 for n in counts if n)  # --encoding bytes has V = 256 however few occur
     shape = f"{model.cell.upper()} {model.layers}x{model.hidden_size}"
     embed = f"embedding {model.embedding_size}" + (" tied to the output layer" if model.tie_weights else "")
     embed += f", adaptive softmax --cutoffs {' '.join(map(str, model.cutoffs))}" if model.cutoffs else ""
     why = (
-        f"Settings for {budget:g} s on {train_chars:,} training characters ({V:,} distinct), this machine "
+        f"Settings for {budget:g} s on {train_chars:,} training characters ({distinct:,} distinct), this machine "
         f"~{speed / 1e9:.1f} G multiply-adds/s: {shape}, {embed}, dropout {model.dropout:g}"
         + (f", weight drop {model.weight_drop:g}" if model.weight_drop else "")
         + (f", weight decay {chosen.weight_decay:g}" if chosen.weight_decay else "")
