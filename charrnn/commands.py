@@ -71,8 +71,8 @@ def cmd_train(args, argv: list[str]) -> int:
     per = "char" if get_task(config.task).generates else "target"
     val = (
         f", validation loss {result.val_loss:.4f} nats/{per} ({result.val_loss / math.log(2):.4f} bits)"
-        if result.val_loss
-        else ""
+        if result.val_loss is not None
+        else "; no validation text (--val-fraction, or too few items), so best/ is the last checkpoint"
     )
     use = f"{get_task(config.task).command} {result.out}"
     if config.task == "generate":  # `charrnn sample` refuses it without --label: name a real one

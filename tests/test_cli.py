@@ -52,6 +52,14 @@ def test_train_sample_eval_end_to_end(tmp_path, corpus, capsys):
     assert code == 0 and "Trained 18 steps" in err
 
 
+def test_a_run_without_validation_says_so(tmp_path, corpus, capsys):
+    run = tmp_path / "noval"
+    code, _, err = run_cli(
+        capsys, "train", "--data", corpus, "--out", run, "--max-steps", 3, "--val-fraction", 0, *TINY
+    )
+    assert code == 0 and "Trained 3 steps" in err and "no validation text" in err and "best/ is the last" in err
+
+
 def one_line_error(result, command, pattern):
     code, _, err = result
     assert code == 2
