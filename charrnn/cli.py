@@ -91,7 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
         (
             "plot",
             "a PNG of training and validation loss curves",
-            "Plot bits per character against step and against training time, from metrics.jsonl.",
+            (
+                "Plot the loss in bits per character (per label or tag for a classify, tag or truecase run) "
+                "against step and against training time, from metrics.jsonl."
+            ),
             [PlotConfig],
         ),
         (
@@ -121,8 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     ]
     # card loads the model on the CPU whatever --device says (three short samples need no GPU),
-    # so it does not offer the flag
-    skip = {"card": ("device",)}
+    # so it does not offer the flag; tag prints every character's tag, so --top (classify's
+    # "how many labels") would do nothing there
+    skip = {"card": ("device",), "tag": ("top",)}
     for name, help_, description, configs in commands:
         p = sub.add_parser(name, help=help_, description=description)
         for cls in configs:

@@ -34,11 +34,14 @@ class ApplyConfig(Checked):
     data: str | None = knob(
         None, "label every line of this UTF-8 file instead (a .tsv/.csv: its first column)", nonempty=True
     )
-    top: int = knob(3, "classify: how many of the most likely labels to print for each text", ge=1)
+    # tag prints every character's tag, so cli.py leaves --top out of `charrnn tag`
+    top: int = knob(3, "how many of the most likely labels to print for each text", ge=1)
 
     def rules(self) -> None:
-        if (self.text is None) == (self.data is None):
-            raise CharRNNError("give one text to label, or --data FILE, not both")
+        if self.text is None and self.data is None:
+            raise CharRNNError("give a text to label (quote it), or --data FILE to label every line of a file")
+        if self.text is not None and self.data is not None:
+            raise CharRNNError("give a text to label or --data FILE, not both")
 
 
 @dataclass

@@ -1,9 +1,12 @@
 """`charrnn card RUN`: the model card written into a run folder, checked against the run itself."""
 
 import hashlib
+import importlib.util
 import json
 import math
+import re
 import shlex
+import shutil
 import statistics
 
 import pytest
@@ -71,10 +74,10 @@ def test_card_describes_the_run(trained, capsys):
     for seed in (5, 6, 7):
         text = sample(model, vocab, SampleConfig(length=80, temperature=0.8, seed=seed))[0]
         assert f"\n{text}\n" in card
-        assert f"`charrnn sample {shlex.quote(str(run))} --length 80 --temperature 0.8 --seed {seed}`" in card
+        assert f"`charrnn sample . --length 80 --temperature 0.8 --seed {seed}`" in card  # from the card's folder
 
     # How to use it: the folder, the HTML page, the ONNX file.
-    assert f"charrnn export {run} --html {run}/model.html" in card and f"--onnx {run}/model.onnx" in card
+    assert "charrnn export . --html model.html" in card and "charrnn export . --onnx model.onnx" in card
     assert "examples/onnx_sample.py" in card and card.startswith("---\nlibrary_name: charrnn\n")
 
 
@@ -99,3 +102,36 @@ def test_card_rejects_bad_settings(trained, capsys):
 def test_fence_is_longer_than_any_backtick_run():
     assert fence("plain") == "```"
     assert fence("a ```` b `` c") == "`````"
+
+
+def card_commands(card: str) -> list[list[str]]:
+    """Every charrnn command the card gives, in its code spans and its sh blocks, as argv."""
+    spans = re.findall(r"`(charrnn [^`]+)`", card)
+    blocks = re.findall(r"```sh\n(.*?)```", card, re.S)
+    lines = [line.split("  #")[0] for b in blocks for line in b.splitlines() if line.startswith("charrnn ")]
+    return [shlex.split(c)[1:] for c in spans + lines if " " in c.strip()[len("charrnn ") :]]  # not "`charrnn train`"
+
+
+@pytest.mark.parametrize("which", ["best", "last"])
+def test_the_cards_commands_run_from_its_folder(trained, tmp_path, capsys, monkeypatch, which):
+    """The card is read where it lies (or after the folder was moved or uploaded): each command in it
+    works from there, and each sample command writes its sample again."""
+    run, _ = trained
+    moved = tmp_path / "downloaded"
+    shutil.copytree(run, moved)
+    monkeypatch.chdir(tmp_path)  # `charrnn card downloaded`, as one gives a run folder: a relative path
+    assert main(["card", "downloaded" if which == "best" else "downloaded/last", "--length", "30", "--seed", "3"]) == 0
+    card = (moved / "README.md").read_text(encoding="utf-8")
+    monkeypatch.chdir(moved)
+    commands = card_commands(card)
+    assert {c[0] for c in commands} == {"sample", "serve", "export"}, commands
+    capsys.readouterr()
+    for argv in commands:
+        if argv[0] == "serve" or "--onnx" in argv and importlib.util.find_spec("onnxscript") is None:
+            continue  # serve blocks; ONNX export needs charrnn[export]
+        assert main(argv) == 0, argv
+        out = capsys.readouterr().out
+        if argv[0] == "sample" and "--seed" in argv:
+            assert f"\n{out}" in card, argv  # the very sample the card shows (it ends in a newline there too)
+    assert (moved / "model.html").is_file()
+    assert all(c[1] == ("." if which == "best" else "last") for c in commands), commands

@@ -117,3 +117,25 @@ def test_a_failed_write_leaves_the_old_file_whole(tmp_path, monkeypatch):
     monkeypatch.undo()
     write_atomic(path, b"new")
     assert path.read_bytes() == b"new"
+
+
+def test_verify_says_when_a_file_is_not_an_export_at_all(run, tmp_path, capsys):
+    png = tmp_path / "de.png"
+    png.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(200))
+    for path in (png, run / "best" / "model.safetensors", run / "best" / META):
+        code, _, err = run_cli(capsys, "export", "--verify", path)
+        says = f"{path} is not a charrnn export (an .html page or an .onnx file); give a file that charrnn export wrote"
+        assert code == 2 and says in err and len(err.strip().splitlines()) == 1, err
+    junk = tmp_path / "cut.onnx"  # named as an export: then it is a damaged one
+    junk.write_bytes(png.read_bytes())
+    code, _, err = run_cli(capsys, "export", "--verify", junk)
+    assert code == 2 and "is damaged" in err and "not a charrnn export" not in err
+
+
+def test_verify_finds_a_renamed_onnx_export(run, tmp_path, capsys):
+    pytest.importorskip("onnxscript", reason="ONNX export NOT tested: pip install -e '.[export]'")
+    path = tmp_path / "model.onnx"
+    assert run_cli(capsys, "export", run, "--onnx", path)[0] == 0
+    renamed = path.rename(tmp_path / "model.bin")
+    code, out, err = run_cli(capsys, "export", "--verify", renamed)
+    assert code == 0 and "charrnn ONNX step graph, SHA-256 verified" in out, err

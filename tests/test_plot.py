@@ -67,3 +67,35 @@ def test_plot_errors(tmp_path, capsys):
         read_curves(tmp_path / "empty")
     assert main(["plot", str(tmp_path / "nope"), "--out", str(tmp_path / "c.png")]) == 2
     assert capsys.readouterr().err.startswith("charrnn plot: error:")
+
+
+def drawn_ylabel(monkeypatch, argv) -> str:
+    """The y-axis label of the figure `charrnn plot` saves (the PNG's text cannot be read back)."""
+    from matplotlib.figure import Figure
+
+    saved = []
+    with monkeypatch.context() as m:
+        real = Figure.savefig
+        m.setattr(Figure, "savefig", lambda fig, *a, **kw: saved.append(fig) or real(fig, *a, **kw))
+        assert main(argv) == 0
+    return saved[0].axes[0].get_ylabel()
+
+
+def test_a_classifier_run_is_plotted_in_bits_per_label(tmp_path, monkeypatch):
+    from test_tasks import names_folder
+
+    run = tmp_path / "cls"
+    flags = f"--task classify --data {names_folder(tmp_path)} --out {run} --val-fraction 0.2 --hidden-size 16"
+    flags += " --layers 1 --embedding-size 8 --batch-size 4 --max-steps 4 --eval-every 2 --log-every 1"
+    assert main(["train", *flags.split(), "--threads", "1", "--quiet"]) == 0
+    out = str(tmp_path / "c.png")
+    assert drawn_ylabel(monkeypatch, ["plot", str(run), "--out", out]) == "loss (bits per label)"
+    assert drawn_ylabel(monkeypatch, ["plot", str(run / "metrics.jsonl"), "--out", out]) == "loss (bits per label)"
+    chars = write_metrics(tmp_path / "chars", RECORDS)  # no checkpoint.json: a next-char run
+    assert drawn_ylabel(monkeypatch, ["plot", str(chars), "--out", out]) == "loss (bits per character)"
+    both = drawn_ylabel(monkeypatch, ["plot", str(chars), str(run), "--out", out])
+    assert both == "loss (bits per character or label)"
+    for task, unit in (("tag", "tag"), ("truecase", "tag"), ("generate", "character"), (None, "character")):
+        (chars / "last").mkdir(exist_ok=True)
+        (chars / "last" / "checkpoint.json").write_text(json.dumps({"task": task}))
+        assert read_curves(chars).unit == unit, task

@@ -4,9 +4,10 @@ It says what the model was trained on (files, characters, vocabulary, SHA-256 of
 corpus), with which config and budget, what it measured (validation loss, bpc, speed,
 and the loss curve, drawn into loss.png beside the card), three samples with the seed
 and settings that reproduce them, and how to sample from the folder, an HTML page and
-an ONNX file. Everything comes from the run folder (checkpoint.json, metrics.jsonl)
-and the corpus files, which are hashed when the card is written: checkpoints do not
-record a hash, so the card says which files it found.
+an ONNX file. Its commands run from the card's own folder (`charrnn sample .`), so they
+still work after the folder is moved, zipped or uploaded. Everything comes from the run
+folder (checkpoint.json, metrics.jsonl) and the corpus files, which are hashed when the
+card is written: checkpoints do not record a hash, so the card says which files it found.
 """
 
 from __future__ import annotations
@@ -168,10 +169,17 @@ def fence(text: str) -> str:
     return "`" * n
 
 
+def here(folder: Path) -> str:
+    """The checkpoint `folder` as the card's commands name it from the card's folder (its parent):
+    "." for best, which a run folder gives, else the checkpoint folder's own name ("last")."""
+    name = folder.name.strip(".").removesuffix(".old")  # a crash inside a swap leaves .best.old: still best
+    return "." if name == "best" else name
+
+
 def samples_section(model, vocab, run: str, config: CardConfig) -> list[str]:
     from charrnn.sampling.generate import SampleConfig, sample
 
-    lines = ["## Samples", ""]
+    lines = ["## Samples", "", "Each is written again by the command beside it, run from this folder.", ""]
     for seed in range(config.seed, config.seed + 3):
         sc = SampleConfig(prime=config.prime, length=config.length, temperature=config.temperature, seed=seed)
         text = sample(model, vocab, sc)[0]
@@ -192,12 +200,11 @@ def samples_section(model, vocab, run: str, config: CardConfig) -> list[str]:
 
 def usage_section(run: str, vocab, prime: str) -> list[str]:
     r, p = shlex.quote(run), f" --prime {shlex.quote(prime)}" if prime else ""
-    onnx = shlex.quote(run + "/model.onnx")
     chars = json.dumps("".join(vocab.chars), ensure_ascii=False)
     return [
         "## How to use it",
         "",
-        "From this folder, with charrnn installed:",
+        "From this folder (the one this card is in), with charrnn installed:",
         "",
         "```sh",
         f"charrnn sample {r}{p} --length 500 --temperature 0.8",
@@ -207,16 +214,16 @@ def usage_section(run: str, vocab, prime: str) -> list[str]:
         "As one HTML page that writes in any browser, offline (open it from disk or host it anywhere):",
         "",
         "```sh",
-        f"charrnn export {r} --html {shlex.quote(run + '/model.html')}",
+        f"charrnn export {r} --html model.html",
         "```",
         "",
         "As an ONNX step graph, for onnxruntime and other runtimes (`pip install 'charrnn[export]'`); "
         "the vocabulary and config are in its metadata, and `examples/onnx_sample.py` in charrnn's repository "
-        "samples from it with onnxruntime and NumPy alone:",
+        "samples from it with onnxruntime and NumPy alone (give that script's path in your copy of the repository):",
         "",
         "```sh",
-        f"charrnn export {r} --onnx {onnx}",
-        f"python examples/onnx_sample.py {onnx}{' ' + shlex.quote(prime) if prime else ''}",
+        f"charrnn export {r} --onnx model.onnx",
+        f"python path/to/charrnn/examples/onnx_sample.py model.onnx{' ' + shlex.quote(prime) if prime else ''}",
         "```",
         "",
         "## Vocabulary",
@@ -258,6 +265,7 @@ def write_card(run: str | Path, config: CardConfig | None = None, which: str = "
     require(meta, "card", GENERATING)
     records = read_metrics(run_dir)
     c = model.config
+    run_here = here(folder)  # the commands in the card run from run_dir, where it is written
     head = [
         "---",
         "library_name: charrnn",
@@ -277,7 +285,7 @@ def write_card(run: str | Path, config: CardConfig | None = None, which: str = "
         + corpus_section((meta.get("train") or {}).get("data") or {})
         + config_section(model, meta)
         + figures_section(meta, records, draw_curve(run_dir))
-        + samples_section(model, vocab, str(run), config)
-        + usage_section(str(run), vocab, config.prime)
+        + samples_section(model, vocab, run_here, config)
+        + usage_section(run_here, vocab, config.prime)
     )
     return write_atomic(run_dir / "README.md", "\n".join(lines).encode("utf-8"))

@@ -1,7 +1,8 @@
 """`charrnn plot`: training and validation loss curves of one or more runs, as a PNG.
 
-Reads each run's metrics.jsonl (losses there are nats per character) and draws bits
-per character against the optimizer step (left) and against wall-clock training
+Reads each run's metrics.jsonl (losses there are nats per target: per character for
+a model that writes text, per label or tag for a classify, tag or truecase run) and
+draws them in bits against the optimizer step (left) and against wall-clock training
 time (right). Uses matplotlib's Agg canvas directly, not pyplot: no display, no
 global figure state, so it runs headless and from any thread.
 """
@@ -13,8 +14,10 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from charrnn.checkpoint import META
 from charrnn.errors import CharRNNError
 from charrnn.knobs import REQUIRED, Checked, knob
+from charrnn.tasks import TASKS
 
 LN2 = math.log(2)
 
@@ -34,9 +37,10 @@ class PlotConfig(Checked):
 
 @dataclass
 class Curves:
-    """One run's losses in bits per character; each series is (steps, times, bpc)."""
+    """One run's losses in bits per `unit`; each series is (steps, times, bits)."""
 
     name: str
+    unit: str = "character"  # what one loss is over: character, label or tag (the run's task)
     train: tuple[list[int], list[float], list[float]] = field(default_factory=lambda: ([], [], []))
     val: tuple[list[int], list[float], list[float]] = field(default_factory=lambda: ([], [], []))
 
@@ -47,7 +51,8 @@ def read_curves(run: str | Path) -> Curves:
     path = run / "metrics.jsonl" if run.is_dir() else run
     if not path.is_file():
         raise CharRNNError(f"{run} has no metrics.jsonl; give a run folder that charrnn train wrote")
-    curves = Curves(run.name if run.is_dir() else run.parent.name)
+    folder = run if run.is_dir() else run.parent
+    curves = Curves(folder.name, unit_of(folder))
     for line in path.read_text().splitlines():
         try:
             rec = json.loads(line)
@@ -64,6 +69,20 @@ def read_curves(run: str | Path) -> Curves:
     return curves
 
 
+def unit_of(run: Path) -> str:
+    """What one loss of `run` is over, from the task in its checkpoint.json: character for a
+    model that writes text, label for classify, tag for tag and truecase."""
+    for which in ("best", "last", ".best.old", ".last.old"):
+        try:
+            task = json.loads((run / which / META).read_text()).get("task") or "next-char"
+        except (OSError, ValueError, AttributeError):
+            continue  # no checkpoint there (yet), or a damaged one: the loss curve does not need it
+        if task in TASKS and not TASKS[task].generates:
+            return "label" if task == "classify" else "tag"
+        return "character"
+    return "character"  # metrics.jsonl alone: a run from before tasks, or one without a checkpoint yet
+
+
 def _time_unit(seconds: float) -> tuple[float, str]:
     if seconds > 2 * 3600:
         return 3600.0, "hours"
@@ -73,7 +92,8 @@ def _time_unit(seconds: float) -> tuple[float, str]:
 
 
 def figure(all_curves: list[Curves], title: str | None = None):
-    """A matplotlib Figure of the curves: bpc against step (left) and against time (right)."""
+    """A matplotlib Figure of the curves: bits per character (or label, or tag) against step (left)
+    and against time (right)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -84,7 +104,7 @@ def figure(all_curves: list[Curves], title: str | None = None):
     by_step, by_time = fig.subplots(1, 2, sharey=True)
     for i, c in enumerate(all_curves):
         for series, style, label in ((c.train, "-", "train"), (c.val, "o--", "validation")):
-            steps, times, bpc = series
+            steps, times, bits = series
             if not steps:
                 continue
             kw = {
@@ -93,11 +113,12 @@ def figure(all_curves: list[Curves], title: str | None = None):
                 "markersize": 4,
                 "linewidth": 1.2 if style == "-" else 1.5,
             }
-            by_step.plot(steps, bpc, style, **kw)
-            by_time.plot([t / scale for t in times], bpc, style, **kw)
+            by_step.plot(steps, bits, style, **kw)
+            by_time.plot([t / scale for t in times], bits, style, **kw)
     by_step.set_xlabel("step")
     by_time.set_xlabel(f"training time ({unit})")
-    by_step.set_ylabel("loss (bits per character)")
+    units = list(dict.fromkeys(c.unit for c in all_curves))  # in order, once each
+    by_step.set_ylabel(f"loss (bits per {' or '.join(units)})")
     for ax in (by_step, by_time):
         ax.grid(True, alpha=0.3)
     by_time.legend(fontsize="small", loc="upper right")
