@@ -40,6 +40,7 @@ def small(out: str, budget: float, data: str | None = None, init_from: str | Non
     config = TrainConfig(out=out, data=DataConfig(data=data), quiet=True, init_from=init_from, settings="fixed")
     knobs.apply(config, knobs.load_preset("small"))
     knobs.apply(config, {"max_time": budget})
+    config.keep = ["max_time"]  # as on the CLI: a preset's values are not flags given (--init-from refuses a shape)
     return config
 
 
