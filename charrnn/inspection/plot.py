@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from charrnn.checkpoint import META
+from charrnn import checkpoint as ckpt
 from charrnn.errors import CharRNNError
 from charrnn.knobs import REQUIRED, Checked, knob
 from charrnn.tasks import TASKS
@@ -72,14 +72,12 @@ def read_curves(run: str | Path) -> Curves:
 def unit_of(run: Path) -> str:
     """What one loss of `run` is over, from the task in its checkpoint.json: character for a
     model that writes text, label for classify, tag for tag and truecase."""
-    for which in ("best", "last", ".best.old", ".last.old"):
-        try:
-            task = json.loads((run / which / META).read_text()).get("task") or "next-char"
-        except (OSError, ValueError, AttributeError):
-            continue  # no checkpoint there (yet), or a damaged one: the loss curve does not need it
-        if task in TASKS and not TASKS[task].generates:
-            return "label" if task == "classify" else "tag"
-        return "character"
+    try:  # the task alone, read as it is: a checkpoint that fails read_meta's checks still has one
+        task = json.loads((ckpt.resolve(run) / ckpt.META).read_text()).get("task") or "next-char"
+    except (CharRNNError, OSError, ValueError, AttributeError):  # no checkpoint (yet), or not JSON
+        task = "next-char"
+    if task in TASKS and not TASKS[task].generates:
+        return "label" if task == "classify" else "tag"
     return "character"  # metrics.jsonl alone: a run from before tasks, or one without a checkpoint yet
 
 

@@ -11,7 +11,6 @@ holds the vocabulary size.
 
 from __future__ import annotations
 
-import math
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -27,7 +26,7 @@ from charrnn.data.vocab import Vocab
 from charrnn.errors import CharRNNError
 from charrnn.load import check_device
 from charrnn.tasks import get_task
-from charrnn.training.config import TrainConfig
+from charrnn.training.config import TrainConfig, limits_used
 from charrnn.training.init_from import added, fine_tuning_config, grow_vocab, grow_weights, load_source
 from charrnn.training.parts import Parts, RunState, Solo
 from charrnn.training.trainer import Trainer
@@ -115,12 +114,7 @@ def build_trainer(config: TrainConfig, resume: bool = False, folder=None) -> tup
 
 def _spent(config: TrainConfig, trainer: Trainer) -> str:
     """The limits a run has reached, as the flags that set them: '--max-time 30'."""
-    r, per_epoch = trainer.run_state, trainer.batches.num_chunks
-    used = {
-        "max_steps": r.step / (config.max_steps or math.inf),
-        "max_epochs": r.step / (config.max_epochs * per_epoch or math.inf),
-        "max_time": r.elapsed / (config.max_time or math.inf),
-    }
+    used = limits_used(config, trainer.step, trainer.run_state.elapsed, trainer.batches.num_chunks)
     return " and ".join(f"--{k.replace('_', '-')} {getattr(config, k):g}" for k, u in used.items() if u >= 1.0)
 
 

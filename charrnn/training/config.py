@@ -185,17 +185,23 @@ def _default(f):
     return f.default_factory() if f.default_factory is not MISSING else f.default
 
 
+def limits_used(config: TrainConfig, step: int, elapsed: float, steps_per_epoch: int) -> dict[str, float]:
+    """How far the run is towards each stopping limit it has, by field (max_steps, max_epochs,
+    max_time); 1 = reached."""
+    used = {}
+    if config.max_steps:
+        used["max_steps"] = step / config.max_steps
+    if config.max_epochs:
+        used["max_epochs"] = step / (config.max_epochs * steps_per_epoch)
+    if config.max_time:
+        used["max_time"] = elapsed / config.max_time
+    return used
+
+
 def budget_used(config: TrainConfig, step: int, elapsed: float, steps_per_epoch: int) -> float:
     """The fraction of the run's budget used: how far it is towards its nearest stopping
     limit (steps, epochs or seconds); 1 = done."""
-    done = []
-    if config.max_steps:
-        done.append(step / config.max_steps)
-    if config.max_epochs:
-        done.append(step / (config.max_epochs * steps_per_epoch))
-    if config.max_time:
-        done.append(elapsed / config.max_time)
-    return max(done)
+    return max(limits_used(config, step, elapsed, steps_per_epoch).values())
 
 
 def schedule_factor(config: TrainConfig, step: int, used: float, steps_per_epoch: int) -> float:
